@@ -1,0 +1,5 @@
+import sys
+
+from usbrain.cli import main
+
+sys.exit(main())

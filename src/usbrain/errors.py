@@ -1,0 +1,17 @@
+"""Errors a user can cause. The CLI prints their message on one line and exits with code 2."""
+
+
+class UsbrainError(Exception):
+    """Base class of every user-caused error; the message names the file and the fix."""
+
+
+class InputError(UsbrainError):
+    """An input file is missing, unreadable or not what the command needs."""
+
+
+class OutputExistsError(UsbrainError):
+    """An output path exists and ``--overwrite`` was not given."""
+
+
+class ConfigError(UsbrainError):
+    """A configuration value is unknown, mistyped or impossible."""

@@ -1,0 +1,52 @@
+"""Shared test fixtures: small synthetic brains written as NIfTI files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+
+def phantom_brain(shape=(40, 44, 36), seed: int = 0) -> np.ndarray:
+    """A skull-stripped T1-like phantom: ellipsoid brain, bright WM core, dark ventricles.
+
+    Returns float32 (I, J, K) in roughly [0, 1000], zero outside the brain.
+    """
+    rng = np.random.default_rng(seed)
+    grid = np.stack(np.meshgrid(*[np.linspace(-1, 1, s) for s in shape], indexing="ij"), axis=0)
+    r = np.sqrt(((grid / np.array([0.8, 0.85, 0.75])[:, None, None, None]) ** 2).sum(0))
+    img = np.zeros(shape, np.float32)
+    img[r < 1.0] = 600.0  # grey matter
+    img[r < 0.75] = 900.0  # white matter
+    vent = np.sqrt(((grid / np.array([0.12, 0.3, 0.15])[:, None, None, None]) ** 2).sum(0))
+    img[vent < 1.0] = 250.0  # ventricles
+    img[r < 1.0] += rng.normal(0, 15, size=int((r < 1.0).sum())).astype(np.float32)
+    return img
+
+
+def write(path: Path, data: np.ndarray, affine: np.ndarray | None = None, **kw) -> Path:
+    """Write ``data`` as NIfTI at ``path`` (default affine: 2 mm RAS)."""
+    affine = np.diag([2.0, 2.0, 2.0, 1.0]) if affine is None else affine
+    img = nib.Nifti1Image(data, affine)
+    for key, value in kw.items():
+        img.header[key] = value
+    nib.save(img, path)
+    return path
+
+
+def lesion_mask(shape=(40, 44, 36), centre=(26, 22, 18), radius=3) -> np.ndarray:
+    """A ball-shaped lesion mask, uint8 {0, 1}."""
+    idx = np.indices(shape)
+    d2 = sum((idx[a] - centre[a]) ** 2 for a in range(3))
+    return (d2 <= radius**2).astype(np.uint8)
+
+
+@pytest.fixture
+def scan_pair(tmp_path: Path) -> tuple[Path, Path]:
+    """A phantom image and its lesion mask on the same 2 mm grid."""
+    img = phantom_brain()
+    mask = lesion_mask()
+    img[mask > 0] = 300.0
+    return write(tmp_path / "t1.nii.gz", img), write(tmp_path / "mask.nii.gz", mask)
