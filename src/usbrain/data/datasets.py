@@ -1,0 +1,217 @@
+"""Finding the scans of a dataset and splitting them by subject.
+
+Three layouts are understood, chosen by :func:`discover`:
+
+- a manifest CSV with columns ``subject, image, mask, healthy_image, split`` (only ``image`` is
+  required; paths are relative to the CSV's folder, empty cells mean "none");
+- the ATLAS R2.0 BIDS layout: ``sub-*/ses-*/anat/*_T1w.nii.gz`` with the lesion mask beside it,
+  ``*_label-L_desc-T1lesion_mask.nii.gz``;
+- a plain folder of healthy T1 NIfTIs (no masks).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+from enum import StrEnum
+from pathlib import Path
+
+from usbrain.errors import InputError
+
+MANIFEST_COLUMNS = ("subject", "image", "mask", "healthy_image", "split")
+ATLAS_IMAGE_SUFFIX = "_T1w.nii.gz"
+ATLAS_MASK_SUFFIX = "_label-L_desc-T1lesion_mask.nii.gz"
+
+
+class Split(StrEnum):
+    TRAIN = "train"
+    VAL = "val"
+    TEST = "test"
+
+
+DEFAULT_FRACTIONS: dict[Split, float] = {Split.TRAIN: 0.8, Split.VAL: 0.1, Split.TEST: 0.1}
+
+
+@dataclass(frozen=True)
+class Record:
+    """One scan of a dataset: a T1 ``image``, its lesion ``mask`` (None: not given) and, where
+    known, the ``healthy_image`` it was made from (synthetic data), with its ``split``."""
+
+    subject: str
+    image: Path
+    mask: Path | None = None
+    healthy_image: Path | None = None
+    split: Split | None = None
+
+
+def _path(root: Path, cell: str | None) -> Path | None:
+    cell = (cell or "").strip()
+    if not cell:
+        return None
+    path = Path(cell)
+    return path if path.is_absolute() else root / path
+
+
+def read_manifest(path: str | Path) -> list[Record]:
+    """Read a manifest CSV; extra columns are ignored, missing optional ones are empty."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: manifest not found")
+    with path.open(newline="") as f:
+        reader = csv.DictReader(f)
+        columns = reader.fieldnames or []
+        if "image" not in columns:
+            raise InputError(
+                f"{path}: manifest has no 'image' column (columns: {', '.join(columns) or 'none'})"
+            )
+        rows = list(reader)
+    records, seen = [], set()
+    for line, row in enumerate(rows, start=2):
+        image = _path(path.parent, row.get("image"))
+        if image is None:
+            raise InputError(f"{path}: line {line} has an empty 'image' cell")
+        subject = (row.get("subject") or "").strip() or _subject_from_name(image)
+        if subject in seen:
+            raise InputError(f"{path}: line {line}: subject {subject!r} appears twice")
+        seen.add(subject)
+        split_cell = (row.get("split") or "").strip().lower()
+        if split_cell and split_cell not in set(Split):
+            raise InputError(
+                f"{path}: line {line}: split {split_cell!r} is not one of train, val, test"
+            )
+        records.append(
+            Record(
+                subject=subject,
+                image=image,
+                mask=_path(path.parent, row.get("mask")),
+                healthy_image=_path(path.parent, row.get("healthy_image")),
+                split=Split(split_cell) if split_cell else None,
+            )
+        )
+    if not records:
+        raise InputError(f"{path}: manifest lists no scans")
+    return records
+
+
+def write_manifest(
+    records: Iterable[Record], path: str | Path, extra: dict[str, Sequence[str]] | None = None
+) -> None:
+    """Write ``records`` as a manifest CSV with paths relative to its folder where possible.
+
+    ``extra`` adds columns (name → one value per record). Not atomic by itself: write it inside
+    :func:`usbrain.files.atomic_dir` or :func:`usbrain.files.atomic_file`.
+    """
+    path = Path(path)
+    records = list(records)
+    extra = extra or {}
+
+    def rel(p: Path | None) -> str:
+        if p is None:
+            return ""
+        try:
+            return str(Path(p).relative_to(path.parent))
+        except ValueError:
+            return str(p)
+
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow([*MANIFEST_COLUMNS, *extra])
+        for i, r in enumerate(records):
+            writer.writerow(
+                [
+                    r.subject,
+                    rel(r.image),
+                    rel(r.mask),
+                    rel(r.healthy_image),
+                    r.split or "",
+                    *(values[i] for values in extra.values()),
+                ]
+            )
+
+
+_NIFTI = re.compile(r"\.nii(\.gz)?$")
+
+
+def _subject_from_name(path: Path) -> str:
+    return _NIFTI.sub("", path.name)
+
+
+def discover_atlas(root: str | Path) -> list[Record]:
+    """Scans of an ATLAS R2.0-style BIDS tree; a session without a mask file gets ``mask=None``
+    (ATLAS' test release hides its masks)."""
+    root = Path(root)
+    records = []
+    for image in sorted(root.glob(f"**/sub-*/ses-*/anat/*{ATLAS_IMAGE_SUFFIX}")):
+        mask = image.with_name(image.name[: -len(ATLAS_IMAGE_SUFFIX)] + ATLAS_MASK_SUFFIX)
+        session = image.parent.parent.name
+        subject = image.parent.parent.parent.name
+        records.append(
+            Record(
+                subject=f"{subject}_{session}", image=image, mask=mask if mask.exists() else None
+            )
+        )
+    return records
+
+
+def discover_folder(root: str | Path) -> list[Record]:
+    """Every NIfTI directly in ``root``, as healthy scans without masks."""
+    root = Path(root)
+    images = sorted(p for p in root.iterdir() if p.is_file() and _NIFTI.search(p.name))
+    return [Record(subject=_subject_from_name(p), image=p) for p in images]
+
+
+def discover(path: str | Path) -> list[Record]:
+    """The scans at ``path``: a manifest CSV, an ATLAS BIDS tree, or a folder of T1s."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: not found")
+    if path.is_file():
+        if path.suffix.lower() != ".csv":
+            raise InputError(f"{path}: expected a folder or a manifest .csv")
+        return read_manifest(path)
+    records = discover_atlas(path) or discover_folder(path)
+    if not records:
+        raise InputError(
+            f"{path}: no scans found (expected a manifest .csv, an ATLAS BIDS tree "
+            "sub-*/ses-*/anat/*_T1w.nii.gz, or a folder of .nii/.nii.gz files)"
+        )
+    return records
+
+
+def _subject_rank(subject: str, seed: int) -> str:
+    return hashlib.sha256(f"{seed}:{subject}".encode()).hexdigest()
+
+
+def assign_splits(
+    records: Sequence[Record], fractions: dict[Split, float] | None = None, seed: int = 0
+) -> list[Record]:
+    """Give every record without a split one, deterministically by subject.
+
+    Subjects are ordered by a hash of ``(seed, subject)`` and cut by ``fractions``; records that
+    already have a split keep it. With three or more unassigned subjects, validation and test
+    each get at least one. The same subjects and seed always give the same splits, whatever the
+    order of ``records``.
+
+    >>> from pathlib import Path
+    >>> recs = [Record(f"s{i}", Path(f"s{i}.nii.gz")) for i in range(10)]
+    >>> sorted(r.split.value for r in assign_splits(recs))
+    ['test', 'train', 'train', 'train', 'train', 'train', 'train', 'train', 'train', 'val']
+    """
+    fractions = fractions or DEFAULT_FRACTIONS
+    todo = sorted(
+        (r for r in records if r.split is None), key=lambda r: _subject_rank(r.subject, seed)
+    )
+    n = len(todo)
+    n_val = round(n * fractions.get(Split.VAL, 0.0))
+    n_test = round(n * fractions.get(Split.TEST, 0.0))
+    if n >= 3:
+        n_val, n_test = max(n_val, 1), max(n_test, 1)
+    chosen: dict[str, Split] = {}
+    for i, r in enumerate(todo):
+        chosen[r.subject] = (
+            Split.VAL if i < n_val else Split.TEST if i < n_val + n_test else Split.TRAIN
+        )
+    return [r if r.split is not None else replace(r, split=chosen[r.subject]) for r in records]
