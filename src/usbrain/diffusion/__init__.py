@@ -1,0 +1,1 @@
+"""Diffusion: the noise schedule, paired training objective, samplers and editing guidance."""

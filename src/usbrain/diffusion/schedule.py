@@ -1,0 +1,79 @@
+"""The DDPM noise schedule and its closed forms, as pure functions of tensors.
+
+With ``ab_t`` the cumulative product of ``1 - beta`` up to step ``t`` (design.md §2):
+
+- ``q_sample(z0, t, eps) = sqrt(ab_t) z0 + sqrt(1 - ab_t) eps``
+- ``x0_from_eps(zt, t, eps) = (zt - sqrt(1 - ab_t) eps) / sqrt(ab_t)``
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class NoiseSchedule:
+    """Per-step constants of a DDPM: ``betas`` and ``alphas_cumprod``, both (T,) float64.
+
+    >>> s = NoiseSchedule.linear(1024, 1e-4, 2e-2)
+    >>> s.num_timesteps, round(float(s.alphas_cumprod[0]), 6)
+    (1024, 0.9999)
+    """
+
+    betas: torch.Tensor
+    alphas_cumprod: torch.Tensor
+
+    @classmethod
+    def linear(cls, timesteps: int, beta_start: float, beta_end: float) -> NoiseSchedule:
+        """Betas linear from ``beta_start`` to ``beta_end`` over ``timesteps`` steps."""
+        betas = torch.linspace(beta_start, beta_end, timesteps, dtype=torch.float64)
+        return cls(betas, torch.cumprod(1.0 - betas, dim=0))
+
+    @property
+    def num_timesteps(self) -> int:
+        return int(self.betas.shape[0])
+
+
+def extract(values: torch.Tensor, t: torch.Tensor, shape: torch.Size) -> torch.Tensor:
+    """``values[t]`` for a batch of timesteps, shaped to broadcast against ``shape``.
+
+    ``values``: (T,); ``t``: (B,) int; returns (B, 1, …, 1) float32 with ``len(shape)`` dims.
+    """
+    out = values.to(t.device)[t].to(torch.float32)
+    return out.reshape(t.shape[0], *([1] * (len(shape) - 1)))
+
+
+def q_sample(
+    schedule: NoiseSchedule, z0: torch.Tensor, t: torch.Tensor, eps: torch.Tensor
+) -> torch.Tensor:
+    """Noise clean latents ``z0`` (B, C, …) to steps ``t`` (B,) with noise ``eps``."""
+    ab = extract(schedule.alphas_cumprod, t, z0.shape)
+    return ab.sqrt() * z0 + (1.0 - ab).sqrt() * eps
+
+
+def x0_from_eps(
+    schedule: NoiseSchedule, zt: torch.Tensor, t: torch.Tensor, eps: torch.Tensor
+) -> torch.Tensor:
+    """One-step estimate of the clean latent from noisy ``zt`` and predicted noise ``eps``."""
+    ab = extract(schedule.alphas_cumprod, t, zt.shape)
+    return (zt - (1.0 - ab).sqrt() * eps) / ab.sqrt()
+
+
+def eps_from_x0(
+    schedule: NoiseSchedule, zt: torch.Tensor, t: torch.Tensor, x0: torch.Tensor
+) -> torch.Tensor:
+    """The noise that takes ``x0`` to ``zt`` at step ``t`` (inverse of :func:`x0_from_eps`)."""
+    ab = extract(schedule.alphas_cumprod, t, zt.shape)
+    return (zt - ab.sqrt() * x0) / (1.0 - ab).sqrt()
+
+
+def antithetic_timesteps(
+    batch_size: int, num_timesteps: int, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """(B,) int64 timesteps drawn in pairs ``(t, T - 1 - t)``: the pair's losses are negatively
+    correlated, which lowers the variance of the batch loss. An odd batch keeps one unpaired."""
+    half = (batch_size + 1) // 2
+    t = torch.randint(0, num_timesteps, (half,), generator=generator)
+    return torch.cat([t, num_timesteps - 1 - t])[:batch_size]
