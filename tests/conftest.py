@@ -50,3 +50,39 @@ def scan_pair(tmp_path: Path) -> tuple[Path, Path]:
     mask = lesion_mask()
     img[mask > 0] = 300.0
     return write(tmp_path / "t1.nii.gz", img), write(tmp_path / "mask.nii.gz", mask)
+
+
+MICRO_OVERRIDES = [
+    "space.size=[16,16,16]",
+    "space.spacing=12.0",
+    "autoencoder.channels=[8,8]",
+    "autoencoder.norm_num_groups=4",
+    "autoencoder.train_patch=0",
+    "unet.channels=[8,8]",
+    "unet.attention_levels=[false,true]",
+    "unet.num_head_channels=8",
+    "unet.norm_num_groups=4",
+    "diffusion.timesteps=100",
+    "train_diffusion.batch_size=4",
+    "train_diffusion.lr=0.001",
+    "train_autoencoder.batch_size=2",
+]
+
+
+def micro_config(*overrides: str):
+    """A config small enough to train for a few steps in a test (16³ volumes, 8³ latents)."""
+    from usbrain.config import load_config
+
+    return load_config("tiny", overrides=[*MICRO_OVERRIDES, *overrides])
+
+
+def random_latents(n: int = 12, seed: int = 0, split: str = "train"):
+    """Random (brain, mask) latents shaped for :func:`micro_config`."""
+    import torch
+
+    from usbrain.train.latents import Latents
+
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 3, 8, 8, 8, generator=g)
+    m = torch.randn(n, 3, 8, 8, 8, generator=g) * 0.5
+    return Latents(x, m, [f"s{i}" for i in range(n)], [split] * n, [0] * n)

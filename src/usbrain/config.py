@@ -59,7 +59,12 @@ class AutoencoderConfig:
     latent_channels: int = 3
     norm_num_groups: int = 32
     kl_weight: float = 1e-6
-    adversarial_weight: float = 0.0  # > 0 adds a patch discriminator (MONAI PatchDiscriminator)
+    # Lesion voxels are a tiny fraction of a mask; weighting their L1 keeps small lesions from
+    # being reconstructed as background.
+    lesion_weight: float = 10.0
+    # Training crops (voxels per axis; 0 = whole volume): the AE is fully convolutional, so it
+    # learns from patches and still encodes whole volumes.
+    train_patch: int = 0
 
     @property
     def downsampling(self) -> int:
@@ -85,6 +90,9 @@ class DiffusionConfig:
     beta_start: float = 1e-4
     beta_end: float = 2e-2
     condition_dropout: float = 0.1  # brain model's lesion condition zeroed this often
+    # m0_hat is clamped to ±this (scaled latent units) before it conditions the brain model:
+    # near t = T the one-step estimate divides by sqrt(ab_t) ≈ 0.006 and is amplified noise.
+    condition_clip: float = 5.0
     staged: bool = False  # lesion model first, then brain model against it (authors' code)
 
 
@@ -159,7 +167,12 @@ PRESETS: dict[str, dict[str, Any]] = {
     "tiny": {
         "preset": "tiny",
         "space": {"size": (48, 48, 48), "spacing": 4.0},
-        "autoencoder": {"channels": (32, 64, 64), "num_res_blocks": 1, "norm_num_groups": 16},
+        "autoencoder": {
+            "channels": (32, 64, 64),
+            "num_res_blocks": 1,
+            "norm_num_groups": 16,
+            "train_patch": 32,
+        },
         "unet": {
             "channels": (32, 64, 64),
             "attention_levels": (False, False, True),

@@ -1,0 +1,84 @@
+"""The paired training objective (design.md §2): one timestep, two chains, two losses.
+
+For clean latents ``x0`` (brain) and ``m0`` (mask), a shared step ``t`` and noises ``eps_x``,
+``eps_m``:
+
+1. ``x_t = q_sample(x0, t, eps_x)``, ``m_t = q_sample(m0, t, eps_m)``;
+2. the lesion model predicts ``eps_m_hat = eps_lesion(m_t, t, x_t)``;
+3. its one-step estimate ``m0_hat = clamp(x0_from_eps(m_t, t, eps_m_hat))``, detached and zeroed
+   for a random 10% of samples, conditions the brain model: ``eps_x_hat = eps_brain(x_t, t,
+   m0_hat)``;
+4. losses are the MSEs of both noise predictions.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from usbrain.diffusion.schedule import NoiseSchedule, q_sample, x0_from_eps
+from usbrain.models.denoiser import PairedDenoiser
+
+
+class Stage(StrEnum):
+    """What a training step updates: both models together (co-evolution) or one of them."""
+
+    JOINT = "joint"
+    LESION = "lesion"
+    BRAIN = "brain"
+
+
+def lesion_condition(
+    schedule: NoiseSchedule,
+    m_t: torch.Tensor,
+    t: torch.Tensor,
+    eps_m_hat: torch.Tensor,
+    clip: float,
+) -> torch.Tensor:
+    """The brain model's condition: the clamped one-step estimate of the clean mask latent."""
+    return x0_from_eps(schedule, m_t, t, eps_m_hat).clamp(-clip, clip)
+
+
+class PairedObjective(nn.Module):
+    """forward(x0, m0, t, eps_x, eps_m, keep) → {"loss", "loss_lesion", "loss_brain"}.
+
+    Latents (B, C, d, h, w); ``t`` (B,) int; ``keep`` (B,) float {0, 1}: 0 drops the brain
+    model's condition. ``stage`` selects what is trained (staged training freezes the other).
+    """
+
+    def __init__(self, denoiser: PairedDenoiser, schedule: NoiseSchedule, clip: float) -> None:
+        super().__init__()
+        self.denoiser = denoiser
+        self.schedule = schedule
+        self.clip = clip
+        self.stage = Stage.JOINT
+
+    def forward(
+        self,
+        x0: torch.Tensor,
+        m0: torch.Tensor,
+        t: torch.Tensor,
+        eps_x: torch.Tensor,
+        eps_m: torch.Tensor,
+        keep: torch.Tensor,
+    ) -> dict[str, torch.Tensor]:
+        x_t = q_sample(self.schedule, x0, t, eps_x)
+        m_t = q_sample(self.schedule, m0, t, eps_m)
+        with torch.set_grad_enabled(torch.is_grad_enabled() and self.stage is not Stage.BRAIN):
+            eps_m_hat = self.denoiser.eps_lesion(m_t, t, x_t)
+        loss_lesion = F.mse_loss(eps_m_hat.float(), eps_m)
+        if self.stage is Stage.LESION:
+            return {"loss": loss_lesion, "loss_lesion": loss_lesion.detach()}
+        m0_hat = lesion_condition(self.schedule, m_t, t, eps_m_hat.detach().float(), self.clip)
+        condition = m0_hat * keep.reshape(-1, *([1] * (m0_hat.ndim - 1)))
+        eps_x_hat = self.denoiser.eps_brain(x_t, t, condition)
+        loss_brain = F.mse_loss(eps_x_hat.float(), eps_x)
+        loss = loss_brain if self.stage is Stage.BRAIN else loss_lesion + loss_brain
+        return {
+            "loss": loss,
+            "loss_lesion": loss_lesion.detach(),
+            "loss_brain": loss_brain.detach(),
+        }

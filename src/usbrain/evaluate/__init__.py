@@ -1,0 +1,1 @@
+"""Evaluation: metrics, feature networks, baselines and the benchmark."""

@@ -1,0 +1,1 @@
+"""Networks: the KL autoencoder and the paired latent denoisers (MONAI building blocks)."""

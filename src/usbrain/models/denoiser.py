@@ -1,0 +1,56 @@
+"""The paired denoisers: two 3D U-Nets that see each other's chain (design.md §2).
+
+- ``eps_lesion(m_t, t, x_t)``: the lesion model denoises the mask latent, seeing the noisy brain.
+- ``eps_brain(x_t, t, m0_hat)``: the brain model denoises the brain latent, seeing the lesion
+  model's one-step estimate of the clean mask latent.
+
+The condition enters by channel concatenation: each U-Net takes 2C channels and predicts C.
+"""
+
+from __future__ import annotations
+
+import torch
+from monai.networks.nets import DiffusionModelUNet
+from torch import nn
+
+from usbrain.config import UNetConfig
+
+
+def build_unet(config: UNetConfig, latent_channels: int) -> DiffusionModelUNet:
+    """A U-Net mapping (B, 2C, d, h, w) and timesteps (B,) to ε̂ (B, C, d, h, w)."""
+    return DiffusionModelUNet(
+        spatial_dims=3,
+        in_channels=2 * latent_channels,
+        out_channels=latent_channels,
+        channels=config.channels,
+        attention_levels=config.attention_levels,
+        num_res_blocks=config.num_res_blocks,
+        num_head_channels=config.num_head_channels,
+        norm_num_groups=config.norm_num_groups,
+    )
+
+
+class PairedDenoiser(nn.Module):
+    """The lesion and brain U-Nets as one module (one checkpoint, one optimizer per model).
+
+    >>> from usbrain.config import UNetConfig
+    >>> cfg = UNetConfig(channels=(8, 8), attention_levels=(False, False), num_head_channels=8,
+    ...                  norm_num_groups=4)
+    >>> model = PairedDenoiser(cfg, latent_channels=3)
+    >>> z, t = torch.zeros(2, 3, 4, 4, 4), torch.tensor([0, 10])
+    >>> model.eps_lesion(z, t, z).shape, model.eps_brain(z, t, z).shape
+    (torch.Size([2, 3, 4, 4, 4]), torch.Size([2, 3, 4, 4, 4]))
+    """
+
+    def __init__(self, config: UNetConfig, latent_channels: int) -> None:
+        super().__init__()
+        self.lesion = build_unet(config, latent_channels)
+        self.brain = build_unet(config, latent_channels)
+
+    def eps_lesion(self, m_t: torch.Tensor, t: torch.Tensor, x_t: torch.Tensor) -> torch.Tensor:
+        """Predicted noise of the mask latent ``m_t`` given the noisy brain ``x_t``."""
+        return self.lesion(torch.cat([m_t, x_t], dim=1), t)
+
+    def eps_brain(self, x_t: torch.Tensor, t: torch.Tensor, m0_hat: torch.Tensor) -> torch.Tensor:
+        """Predicted noise of the brain latent ``x_t`` given the clean-mask estimate."""
+        return self.brain(torch.cat([x_t, m0_hat], dim=1), t)

@@ -1,0 +1,101 @@
+"""A trained USB model as one object: autoencoder, paired denoisers and noise schedule.
+
+``save_pretrained(dir)`` / ``from_pretrained(dir)`` read and write a folder::
+
+    config.yaml                 the experiment config
+    meta.json                   kind "pipeline", versions, training steps
+    autoencoder.safetensors     autoencoder weights (EMA) with its latent scale factor
+    denoiser.safetensors        lesion and brain U-Nets (EMA)
+
+Nothing is unpickled when loading.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import safetensors.torch
+import torch
+
+from usbrain import __version__
+from usbrain.config import Config, load_config, save_config
+from usbrain.diffusion.schedule import NoiseSchedule
+from usbrain.errors import InputError
+from usbrain.files import atomic_dir
+from usbrain.models.autoencoder import Autoencoder
+from usbrain.models.denoiser import PairedDenoiser
+from usbrain.train.checkpoint import load_weights
+
+
+@dataclass
+class Pipeline:
+    """Everything the four tasks need.
+
+    >>> pipe = Pipeline.from_pretrained("runs/demo/pipeline")  # doctest: +SKIP
+    >>> pipe.autoencoder.encode(images)  # doctest: +SKIP
+    """
+
+    config: Config
+    autoencoder: Autoencoder
+    denoiser: PairedDenoiser
+    schedule: NoiseSchedule
+
+    @classmethod
+    def build(cls, config: Config) -> Pipeline:
+        """An untrained pipeline of ``config``'s architecture."""
+        d = config.diffusion
+        return cls(
+            config,
+            Autoencoder(config.autoencoder),
+            PairedDenoiser(config.unet, config.autoencoder.latent_channels),
+            NoiseSchedule.linear(d.timesteps, d.beta_start, d.beta_end),
+        )
+
+    def to(self, device: torch.device | str) -> Pipeline:
+        self.autoencoder.to(device)
+        self.denoiser.to(device)
+        return self
+
+    def save_pretrained(self, path: str | Path, overwrite: bool = False, **meta) -> Path:
+        with atomic_dir(path, overwrite) as tmp:
+            save_config(self.config, tmp / "config.yaml")
+            info = {
+                "kind": "pipeline",
+                "usbrain_version": __version__,
+                "torch_version": torch.__version__,
+                **meta,
+            }
+            (tmp / "meta.json").write_text(json.dumps(info, indent=1))
+            for name, module in (("autoencoder", self.autoencoder), ("denoiser", self.denoiser)):
+                state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
+                safetensors.torch.save_file(state, tmp / f"{name}.safetensors")
+        return Path(path)
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, device: torch.device | str = "cpu") -> Pipeline:
+        path = Path(path)
+        needed = ["config.yaml", "meta.json", "autoencoder.safetensors", "denoiser.safetensors"]
+        if not path.is_dir() or any(not (path / f).is_file() for f in needed):
+            raise InputError(
+                f"{path}: not a usbrain pipeline (needs {', '.join(needed)}); "
+                "`usbrain train` writes one into its --out folder as pipeline/"
+            )
+        try:
+            meta = json.loads((path / "meta.json").read_text())
+        except json.JSONDecodeError as exc:
+            raise InputError(f"{path / 'meta.json'}: corrupt ({exc})") from None
+        if meta.get("kind") != "pipeline":
+            raise InputError(f"{path}: is a {meta.get('kind')!r} folder, not a usbrain pipeline")
+        pipe = cls.build(load_config(path=path / "config.yaml"))
+        for name, module in (("autoencoder", pipe.autoencoder), ("denoiser", pipe.denoiser)):
+            file = path / f"{name}.safetensors"
+            try:
+                weights = safetensors.torch.load_file(file)
+            except Exception as exc:  # safetensors' own error types for bad files
+                raise InputError(f"{file}: corrupt or truncated weights ({exc})") from None
+            load_weights(module, weights, str(file))
+        pipe.autoencoder.eval()
+        pipe.denoiser.eval()
+        return pipe.to(device)

@@ -1,0 +1,1 @@
+"""Training: one explicit loop, self-describing checkpoints, distributed data parallel."""

@@ -1,0 +1,110 @@
+"""Training the paired denoisers on cached latents (``usbrain train``).
+
+Co-evolution (default): each step draws one antithetic timestep pair per sample, and both
+U-Nets learn in the same step, the brain model conditioned on the current lesion model's
+detached one-step estimate. ``staged`` (the authors' code): ``steps`` lesion-only steps, then
+``steps`` brain-only steps against the frozen lesion model — the same number of updates per
+U-Net as co-evolution.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from usbrain.config import Config, TrainConfig
+from usbrain.diffusion.paired import PairedObjective, Stage
+from usbrain.diffusion.schedule import NoiseSchedule, antithetic_timesteps
+from usbrain.models.denoiser import PairedDenoiser
+from usbrain.train.latents import Latents
+
+VALIDATION_SEED = 1234
+VALIDATION_TIMESTEPS = 8  # per validation sample, evenly spread over [0, T)
+
+
+def make_schedule(config: Config) -> NoiseSchedule:
+    d = config.diffusion
+    return NoiseSchedule.linear(d.timesteps, d.beta_start, d.beta_end)
+
+
+class DiffusionJob:
+    """The paired denoisers as a :class:`~usbrain.train.loop.Job`."""
+
+    kind = "diffusion"
+
+    def __init__(self, config: Config, train: Latents, val: Latents) -> None:
+        self.config = config
+        self.schedule = make_schedule(config)
+        torch.manual_seed(config.seed)  # the initial weights are part of what the seed fixes
+        self.model = PairedDenoiser(config.unet, config.autoencoder.latent_channels)
+        self.objective = PairedObjective(self.model, self.schedule, config.diffusion.condition_clip)
+        self.train = train
+        self.val = val
+        self.num_items = train.x.shape[0]
+        self.staged = config.diffusion.staged
+        # Staged steps leave one U-Net idle; DDP must be told.
+        self.find_unused_parameters = self.staged
+
+    def total_steps(self, train: TrainConfig) -> int:
+        return 2 * train.steps if self.staged else train.steps
+
+    def begin_step(self, step: int) -> None:
+        if not self.staged:
+            return
+        stage = Stage.LESION if step < self.config.train_diffusion.steps else Stage.BRAIN
+        self.objective.stage = stage
+        self.model.lesion.requires_grad_(stage is Stage.LESION)
+        self.model.brain.requires_grad_(stage is Stage.BRAIN)
+
+    def inputs(
+        self, indices: list[int], generator: torch.Generator, device: torch.device
+    ) -> dict[str, torch.Tensor]:
+        x0, m0 = self.train.x[indices], self.train.m[indices]
+        return _noised_inputs(x0, m0, self.schedule, self.config, generator, device, train=True)
+
+    @torch.no_grad()
+    def validate(self, model: nn.Module, device: torch.device) -> dict[str, float]:
+        """Loss of both models on the validation split, at fixed timesteps and noise."""
+        return validation_loss(model, self.val, self.schedule, self.config, device)
+
+
+def _noised_inputs(
+    x0: torch.Tensor,
+    m0: torch.Tensor,
+    schedule: NoiseSchedule,
+    config: Config,
+    generator: torch.Generator,
+    device: torch.device,
+    train: bool,
+) -> dict[str, torch.Tensor]:
+    n = x0.shape[0]
+    t = antithetic_timesteps(n, schedule.num_timesteps, generator)
+    eps_x = torch.randn(x0.shape, generator=generator)
+    eps_m = torch.randn(m0.shape, generator=generator)
+    drop = config.diffusion.condition_dropout if train else 0.0
+    keep = (torch.rand(n, generator=generator) >= drop).float()
+    tensors = {"x0": x0, "m0": m0, "t": t, "eps_x": eps_x, "eps_m": eps_m, "keep": keep}
+    return {k: v.to(device) for k, v in tensors.items()}
+
+
+@torch.no_grad()
+def validation_loss(
+    model: PairedDenoiser,
+    val: Latents,
+    schedule: NoiseSchedule,
+    config: Config,
+    device: torch.device,
+) -> dict[str, float]:
+    """Mean ε-MSE of both models over ``val`` at evenly spread timesteps, fixed noise."""
+    model.eval()
+    objective = PairedObjective(model, schedule, config.diffusion.condition_clip)
+    generator = torch.Generator().manual_seed(VALIDATION_SEED)
+    steps = torch.linspace(0, schedule.num_timesteps - 1, VALIDATION_TIMESTEPS).long()
+    total = {"loss_lesion": 0.0, "loss_brain": 0.0}
+    for t_value in steps:
+        inputs = _noised_inputs(val.x, val.m, schedule, config, generator, device, train=False)
+        inputs["t"] = torch.full_like(inputs["t"], int(t_value))
+        out = objective(**inputs)
+        for key in total:
+            total[key] += float(out[key]) / len(steps)
+    return {f"val/{k}": v for k, v in total.items()}

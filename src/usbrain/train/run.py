@@ -1,0 +1,145 @@
+"""The training commands end to end: ``train-ae``, ``encode`` and ``train``.
+
+Each reads its inputs, checks them before any work, runs :func:`usbrain.train.loop.train` and
+writes its outputs; only the main process writes.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import torch
+
+from usbrain.config import Config
+from usbrain.data.cache import PreparedDataset, read_space
+from usbrain.data.datasets import Split
+from usbrain.errors import ConfigError, InputError
+from usbrain.files import check_writable
+from usbrain.models.autoencoder import Autoencoder
+from usbrain.pipeline import Pipeline
+from usbrain.train.autoencoder import AutoencoderJob, latent_scale_factor
+from usbrain.train.checkpoint import load_checkpoint, load_weights, save_checkpoint
+from usbrain.train.diffusion import DiffusionJob
+from usbrain.train.distributed import World
+from usbrain.train.latents import encode_dataset, load_latents, save_latents
+from usbrain.train.loop import train
+
+
+def _check_out(out: Path, resume: bool, overwrite: bool) -> None:
+    if resume:
+        if not (out / "checkpoint").is_dir():
+            raise InputError(f"{out}: nothing to resume (no checkpoint/ inside)")
+    else:
+        check_writable(out, overwrite)
+
+
+def _check_space(config: Config, data: Path) -> None:
+    space = read_space(data)
+    if space != config.space:
+        raise ConfigError(
+            f"{data}: prepared for {space}, but the config's space is {config.space}; "
+            "prepare the data with the same preset"
+        )
+
+
+def train_autoencoder(
+    config: Config,
+    data: Path,
+    out: Path,
+    world: World,
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> Path:
+    """Train the autoencoder on a prepared cache; the final checkpoint holds the latent scale."""
+    _check_out(out, resume, overwrite)
+    _check_space(config, data)
+    train_set = PreparedDataset(data, Split.TRAIN)
+    val_set = PreparedDataset(data, Split.VAL)
+    if len(train_set) == 0 or len(val_set) == 0:
+        raise InputError(f"{data}: needs scans in both the train and val splits")
+    if overwrite and not resume and world.is_main and out.exists():
+        shutil.rmtree(out)
+    job = AutoencoderJob(config, train_set, val_set)
+    model, ema = train(
+        job, config, config.train_autoencoder, out, world, resume=resume, progress=progress
+    )
+    if world.is_main:
+        scale = latent_scale_factor(ema, train_set, world.device)
+        model.scale_factor.fill_(scale)
+        ema.scale_factor.fill_(scale)
+        ck = load_checkpoint(out / "checkpoint", kind=job.kind)
+        save_checkpoint(
+            out / "checkpoint",
+            config,
+            job.kind,
+            int(ck.meta["step"]),
+            model,
+            ema,
+            ck.state,
+            extra_meta={"scale_factor": scale},
+        )
+    return out / "checkpoint"
+
+
+def load_autoencoder(checkpoint: Path) -> tuple[Config, Autoencoder]:
+    """The EMA autoencoder of a ``train-ae`` checkpoint (with its latent scale factor)."""
+    ck = load_checkpoint(checkpoint, kind="autoencoder")
+    if "scale_factor" not in ck.meta:
+        raise InputError(f"{checkpoint}: autoencoder training did not finish (no latent scale)")
+    model = Autoencoder(ck.config.autoencoder)
+    load_weights(model, ck.ema, str(checkpoint))
+    return ck.config, model.eval()
+
+
+def encode(
+    checkpoint: Path, data: Path, out: Path, device: torch.device, overwrite: bool = False
+) -> Path:
+    """Encode a prepared cache with a trained autoencoder into a latent folder."""
+    check_writable(out, overwrite)
+    config, model = load_autoencoder(checkpoint)
+    _check_space(config, data)
+    latents = encode_dataset(model, PreparedDataset(data), device)
+    source = {"autoencoder": str(Path(checkpoint).resolve()), "data": str(Path(data).resolve())}
+    return save_latents(latents, out, source, overwrite)
+
+
+def train_paired(
+    config: Config,
+    latents_dir: Path,
+    out: Path,
+    world: World,
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> Path:
+    """Train both denoisers on a latent folder; writes ``out/pipeline`` ready for the tasks."""
+    _check_out(out, resume, overwrite)
+    latents, source = load_latents(latents_dir)
+    ae_config, autoencoder = load_autoencoder(Path(source["autoencoder"]))
+    if ae_config.autoencoder != config.autoencoder or ae_config.space != config.space:
+        raise ConfigError(
+            f"{latents_dir}: latents come from an autoencoder with another architecture or "
+            "space than this config's; use the same preset for train-ae and train"
+        )
+    train_split, val_split = latents.select(Split.TRAIN), latents.select(Split.VAL)
+    if train_split.x.shape[0] == 0 or val_split.x.shape[0] == 0:
+        raise InputError(f"{latents_dir}: needs latents in both the train and val splits")
+    if tuple(latents.x.shape[2:]) != config.latent_size:
+        raise ConfigError(
+            f"{latents_dir}: latents are {tuple(latents.x.shape[2:])}, config expects "
+            f"{config.latent_size}"
+        )
+    if overwrite and not resume and world.is_main and out.exists():
+        shutil.rmtree(out)
+    job = DiffusionJob(config, train_split, val_split)
+    _, ema = train(
+        job, config, config.train_diffusion, out, world, resume=resume, progress=progress
+    )
+    if world.is_main:
+        pipe = Pipeline(config, autoencoder.cpu(), ema.cpu(), job.schedule)
+        pipe.save_pretrained(
+            out / "pipeline", overwrite=True, trained_steps=job.total_steps(config.train_diffusion)
+        )
+    return out / "pipeline"
