@@ -53,6 +53,11 @@ class Volume:
         return str(self.path) if self.path is not None else "<array>"
 
 
+def _oneline(exc: BaseException) -> str:
+    """A library's error text on one line (nibabel's messages may contain newlines)."""
+    return " ".join(str(exc).split())
+
+
 def _is_nifti_name(path: Path) -> bool:
     return path.name.endswith(NIFTI_SUFFIXES)
 
@@ -69,13 +74,13 @@ def _read(path: str | Path) -> tuple[np.ndarray, nib.Nifti1Image, Path]:
     try:
         img = nib.load(path)
     except Exception as exc:  # nibabel raises many types for garbage headers
-        raise InputError(f"{path}: not a readable NIfTI file ({exc})") from None
+        raise InputError(f"{path}: not a readable NIfTI file ({_oneline(exc)})") from None
     if not isinstance(img, nib.Nifti1Image | nib.Nifti2Image):
         raise InputError(f"{path}: not a NIfTI image (nibabel read it as {type(img).__name__})")
     try:
         data = np.asarray(img.dataobj, dtype=np.float64)
     except (OSError, EOFError, ValueError, zlib.error) as exc:
-        raise InputError(f"{path}: unreadable or truncated voxel data ({exc})") from None
+        raise InputError(f"{path}: unreadable or truncated voxel data ({_oneline(exc)})") from None
     while data.ndim > 3 and data.shape[-1] == 1:  # (X, Y, Z, 1) is a 3D volume saved as 4D
         data = data[..., 0]
     if data.ndim == 4:
