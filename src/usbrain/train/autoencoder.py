@@ -95,6 +95,20 @@ class AutoencoderJob:
         """Whole-volume reconstructions of the validation split."""
         return reconstruction_metrics(model, self.val_set, device, self.voxel_ml)
 
+    @torch.no_grad()
+    def snapshots(self, model: nn.Module, device: torch.device) -> dict[str, torch.Tensor]:
+        """First validation subject: image, reconstruction, mask, decoded mask."""
+        item = self.val_set[0]
+        x = torch.stack([item["image"], item["mask"]]).to(device)
+        recon = model.decode(model.encode(x)).clamp(0, 1)
+        return {"val/reconstruction": mid_slices(torch.stack([x[0], recon[0], x[1], recon[1]]))}
+
+
+def mid_slices(volumes: torch.Tensor) -> torch.Tensor:
+    """Axial middle slices of (N, 1, D, H, W) volumes side by side: (1, H, N·D), anterior up."""
+    mid = volumes.shape[-1] // 2
+    return torch.cat([v[0, :, :, mid].T.flip(0) for v in volumes], dim=1)[None].clamp(0, 1)
+
 
 @torch.no_grad()
 def reconstruction_metrics(

@@ -13,9 +13,11 @@ import torch
 from torch import nn
 
 from usbrain.config import Config, TrainConfig
-from usbrain.diffusion.paired import PairedObjective, Stage
-from usbrain.diffusion.schedule import NoiseSchedule, antithetic_timesteps
+from usbrain.diffusion.paired import PairedObjective, Stage, lesion_condition
+from usbrain.diffusion.schedule import NoiseSchedule, antithetic_timesteps, q_sample, x0_from_eps
+from usbrain.models.autoencoder import Autoencoder
 from usbrain.models.denoiser import PairedDenoiser
+from usbrain.train.autoencoder import mid_slices
 from usbrain.train.latents import Latents
 
 VALIDATION_SEED = 1234
@@ -32,8 +34,15 @@ class DiffusionJob:
 
     kind = "diffusion"
 
-    def __init__(self, config: Config, train: Latents, val: Latents) -> None:
+    def __init__(
+        self,
+        config: Config,
+        train: Latents,
+        val: Latents,
+        autoencoder: Autoencoder | None = None,
+    ) -> None:
         self.config = config
+        self.autoencoder = autoencoder  # only to show decoded estimates in TensorBoard
         self.schedule = make_schedule(config)
         torch.manual_seed(config.seed)  # the initial weights are part of what the seed fixes
         self.model = PairedDenoiser(config.unet, config.autoencoder.latent_channels)
@@ -66,6 +75,23 @@ class DiffusionJob:
     def validate(self, model: nn.Module, device: torch.device) -> dict[str, float]:
         """Loss of both models on the validation split, at fixed timesteps and noise."""
         return validation_loss(model, self.val, self.schedule, self.config, device)
+
+    @torch.no_grad()
+    def snapshots(self, model: nn.Module, device: torch.device) -> dict[str, torch.Tensor]:
+        """Decoded one-step estimates (brain, mask) of the first validation pair at t = T / 2."""
+        if self.autoencoder is None:
+            return {}
+        ae = self.autoencoder.to(device)
+        x0, m0 = self.val.x[:1].to(device), self.val.m[:1].to(device)
+        t = torch.full((1,), self.schedule.num_timesteps // 2, device=device)
+        generator = torch.Generator().manual_seed(VALIDATION_SEED)
+        x_t = q_sample(self.schedule, x0, t, torch.randn(x0.shape, generator=generator).to(device))
+        m_t = q_sample(self.schedule, m0, t, torch.randn(m0.shape, generator=generator).to(device))
+        clip = self.config.diffusion.condition_clip
+        m0_hat = lesion_condition(self.schedule, m_t, t, model.eps_lesion(m_t, t, x_t), clip)
+        x0_hat = x0_from_eps(self.schedule, x_t, t, model.eps_brain(x_t, t, m0_hat))
+        decoded = ae.decode(torch.cat([x0, x0_hat, m0, m0_hat])).clamp(0, 1)
+        return {"val/one_step_estimates": mid_slices(decoded)}
 
 
 def _noised_inputs(

@@ -21,7 +21,7 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.optim.swa_utils import AveragedModel
 from torch.utils.data import DistributedSampler
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
@@ -52,6 +52,21 @@ class Job(Protocol):
     ) -> dict[str, torch.Tensor]: ...
 
     def validate(self, model: nn.Module, device: torch.device) -> dict[str, float]: ...
+
+    def snapshots(self, model: nn.Module, device: torch.device) -> dict[str, torch.Tensor]:
+        """Images (1, H, W) in [0, 1] to show in TensorBoard at each validation."""
+        ...
+
+
+def ema_update(decay: float):
+    """EMA with warm-up: the decay grows as (1 + n) / (10 + n) up to ``decay`` (n = updates so
+    far), so early averages are not dominated by the random initial weights."""
+
+    def update(average: torch.Tensor, current: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
+        d = min(decay, (1.0 + float(n)) / (10.0 + float(n)))
+        return average + (current - average) * (1.0 - d)
+
+    return update
 
 
 def step_seed(seed: int, step: int, rank: int) -> int:
@@ -117,7 +132,7 @@ def train(
     checkpoint_dir = out / "checkpoint"
     model = job.model.to(device)
     objective = job.objective.to(device)
-    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(tc.ema_decay), use_buffers=True)
+    ema = AveragedModel(model, avg_fn=ema_update(tc.ema_decay), use_buffers=True)
     optimizer = torch.optim.AdamW(model.parameters(), lr=tc.lr)
     use_scaler = tc.precision is Precision.FP16 and device.type == "cuda"
     scaler = torch.amp.GradScaler(device.type, enabled=use_scaler)
@@ -203,6 +218,8 @@ def train(
         if done % tc.val_every == 0 or done == total:
             if world.is_main:
                 logs.update(job.validate(ema.module, device))
+                for name, image in job.snapshots(ema.module, device).items():
+                    writer.add_image(name, image, done)
             if world.distributed:
                 torch.distributed.barrier()
         if world.is_main:

@@ -133,7 +133,7 @@ def train_paired(
         )
     if overwrite and not resume and world.is_main and out.exists():
         shutil.rmtree(out)
-    job = DiffusionJob(config, train_split, val_split)
+    job = DiffusionJob(config, train_split, val_split, autoencoder)
     _, ema = train(
         job, config, config.train_diffusion, out, world, resume=resume, progress=progress
     )
