@@ -1,0 +1,243 @@
+"""The ``usbrain`` command line.
+
+Each subcommand is a thin wrapper over a library function. Errors a user can cause
+(:class:`~usbrain.errors.UsbrainError`) are printed on one line, without a traceback, and exit
+with code 2; nothing is left half-written because every writer is atomic.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from usbrain import __version__
+from usbrain.errors import UsbrainError
+
+EXIT_USER_ERROR = 2
+
+
+def _cohort(args: argparse.Namespace) -> None:
+    from usbrain.data.cohort import write_cohort
+
+    manifest = write_cohort(
+        args.out, subjects=args.subjects, size=args.size, seed=args.seed, overwrite=args.overwrite
+    )
+    print(f"cohort written: {manifest}")
+
+
+def _pseudo(args: argparse.Namespace) -> None:
+    from usbrain.data.pseudo import write_pseudo
+
+    manifest = write_pseudo(
+        args.healthy,
+        args.lesions,
+        args.out,
+        seed=args.seed,
+        overwrite=args.overwrite,
+        threshold=args.threshold,
+    )
+    print(f"pseudo-pathology written: {manifest}")
+
+
+def _prepare(args: argparse.Namespace) -> None:
+    from usbrain.config import space_preset
+    from usbrain.data.cache import prepare
+
+    manifest = prepare(
+        args.data,
+        args.out,
+        space_preset(args.preset),
+        threshold=args.threshold,
+        seed=args.seed,
+        overwrite=args.overwrite,
+    )
+    print(f"prepared cache written: {manifest}")
+
+
+def _show(args: argparse.Namespace) -> None:
+    from usbrain.viz import show_file
+
+    png = show_file(
+        args.image,
+        args.out,
+        mask_path=args.mask,
+        threshold=args.threshold,
+        overwrite=args.overwrite,
+    )
+    print(f"montage written: {png}")
+
+
+def _config(args: argparse.Namespace):
+    from usbrain.config import load_config
+
+    return load_config(args.preset, args.config, args.set)
+
+
+def _train_ae(args: argparse.Namespace) -> None:
+    from usbrain.train.distributed import close_world, init_world
+    from usbrain.train.run import train_autoencoder
+
+    config = _config(args)
+    world = init_world(args.device)
+    try:
+        path = train_autoencoder(
+            config, args.data, args.out, world, resume=args.resume, overwrite=args.overwrite
+        )
+    finally:
+        close_world(world)
+    if world.is_main:
+        print(f"autoencoder checkpoint: {path}")
+
+
+def _encode(args: argparse.Namespace) -> None:
+    from usbrain.train.distributed import init_world
+    from usbrain.train.run import encode
+
+    world = init_world(args.device)
+    path = encode(args.checkpoint, args.data, args.out, world.device, overwrite=args.overwrite)
+    print(f"latents written: {path}")
+
+
+def _train(args: argparse.Namespace) -> None:
+    from usbrain.train.distributed import close_world, init_world
+    from usbrain.train.run import train_paired
+
+    if args.staged:
+        args.set.append("diffusion.staged=true")
+    config = _config(args)
+    world = init_world(args.device)
+    try:
+        path = train_paired(
+            config, args.latents, args.out, world, resume=args.resume, overwrite=args.overwrite
+        )
+    finally:
+        close_world(world)
+    if world.is_main:
+        print(f"pipeline written: {path}")
+
+
+def _demo(args: argparse.Namespace) -> None:
+    from usbrain.demo import run_demo
+
+    report = run_demo(args.out, subjects=args.subjects, size=args.size, seed=args.seed)
+    print(f"demo report: {report}")
+
+
+def _add_overwrite(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+
+
+def _add_threshold(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--threshold",
+        type=float,
+        default=None,
+        help="count mask voxels above this value as lesion (default: the mask must be 0/1)",
+    )
+
+
+def _add_config(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--preset", default="tiny", help="config preset: tiny or paper (default tiny)")
+    p.add_argument("--config", type=Path, default=None, help="experiment YAML (over the preset)")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override one config value, e.g. --set train_diffusion.steps=100 (repeatable)",
+    )
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="usbrain",
+        description="Unified Synthetic Brain: generate and edit 3D brain MRI with lesion masks.",
+    )
+    parser.add_argument("--version", action="version", version=f"usbrain {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, run: Callable[[argparse.Namespace], None], help_: str):
+        p = sub.add_parser(name, help=help_, description=help_)
+        p.set_defaults(run=run)
+        return p
+
+    p = command("cohort", _cohort, "build the synthetic cohort from the MNI152 template")
+    p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.add_argument("--subjects", type=int, default=24, help="number of subjects (default 24)")
+    p.add_argument("--size", type=int, default=64, help="voxels per axis (200 mm field of view)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    _add_overwrite(p)
+
+    p = command("pseudo", _pseudo, "embed real lesion masks into healthy brains")
+    p.add_argument("--healthy", type=Path, required=True, help="folder of healthy T1 NIfTIs")
+    p.add_argument(
+        "--lesions", type=Path, required=True, help="folder of lesion masks or manifest CSV"
+    )
+    p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.add_argument("--seed", type=int, default=0)
+    _add_threshold(p)
+    _add_overwrite(p)
+
+    p = command("prepare", _prepare, "check a dataset and cache it in model space")
+    p.add_argument("data", type=Path, help="manifest CSV, ATLAS BIDS folder or folder of T1s")
+    p.add_argument("--out", type=Path, required=True, help="cache folder to write")
+    p.add_argument("--preset", default="tiny", help="model space preset: tiny or paper")
+    p.add_argument("--seed", type=int, default=0, help="seed of the train/val/test split")
+    _add_threshold(p)
+    _add_overwrite(p)
+
+    p = command("show", _show, "write a PNG montage of a volume with its lesion outlined")
+    p.add_argument("image", type=Path, help="NIfTI image")
+    p.add_argument("--mask", type=Path, default=None, help="lesion mask on the image's grid")
+    p.add_argument("--out", type=Path, required=True, help="PNG to write")
+    _add_threshold(p)
+    _add_overwrite(p)
+
+    p = command("train-ae", _train_ae, "train the autoencoder on a prepared cache")
+    p.add_argument("--data", type=Path, required=True, help="cache folder from `usbrain prepare`")
+    p.add_argument("--out", type=Path, required=True, help="run folder (checkpoint/, tb/, logs)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    _add_config(p)
+    _add_overwrite(p)
+
+    p = command("encode", _encode, "encode a prepared cache into latents for diffusion training")
+    p.add_argument("--checkpoint", type=Path, required=True, help="train-ae checkpoint folder")
+    p.add_argument("--data", type=Path, required=True, help="cache folder from `usbrain prepare`")
+    p.add_argument("--out", type=Path, required=True, help="latent folder to write")
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    _add_overwrite(p)
+
+    p = command("train", _train, "train the paired lesion and brain denoisers on latents")
+    p.add_argument("--latents", type=Path, required=True, help="folder from `usbrain encode`")
+    p.add_argument("--out", type=Path, required=True, help="run folder; pipeline/ is written in it")
+    p.add_argument("--staged", action="store_true", help="lesion model first, then brain model")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    _add_config(p)
+    _add_overwrite(p)
+
+    p = command("demo", _demo, "run the built-in demo end to end and write a report")
+    p.add_argument("--out", type=Path, default=Path("demo_out"), help="output folder (replaced)")
+    p.add_argument("--subjects", type=int, default=24)
+    p.add_argument("--size", type=int, default=64)
+    p.add_argument("--seed", type=int, default=0)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.run(args)
+    except UsbrainError as exc:
+        print(f"usbrain {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print(f"usbrain {args.command}: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
