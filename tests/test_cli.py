@@ -57,6 +57,7 @@ def test_show_not_nifti(tmp_path, capsys):
     image.write_bytes(b"\x89PNG")
     code, err = run_cli(capsys, ["show", image, "--out", tmp_path / "m.png"])
     assert code == 2 and "not a NIfTI file name" in err and str(image) in err
+    assert not (tmp_path / "m.png").exists()
 
 
 def test_show_mask_on_another_grid_and_non_binary(tmp_path, capsys, scan_pair):

@@ -8,9 +8,9 @@ from pathlib import Path
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
-from tests.train.worker import job_and_config, run
+from tests.train.worker import job_and_config
 from usbrain.train.distributed import close_world, init_world
-from usbrain.train.loop import batch_indices
+from usbrain.train.loop import batch_indices, train
 
 
 def main(out: Path) -> None:
@@ -26,9 +26,10 @@ def main(out: Path) -> None:
         {"indices": indices, "loss": float(losses["loss"]), "grads": grads},
         out / f"rank{world.rank}.pt",
     )
+    # Then the real loop for a few steps, in the same process group: only rank 0 writes.
+    job, config = job_and_config("train_diffusion.steps=3")
+    train(job, config, config.train_diffusion, out / "run", world, progress=False)
     close_world(world)
-    # then the real loop for a few steps: only rank 0 writes the run folder
-    run(out / "run", False, "train_diffusion.steps=3")
 
 
 if __name__ == "__main__":
