@@ -2,7 +2,8 @@
 
 Each subcommand is a thin wrapper over a library function. Errors a user can cause
 (:class:`~usbrain.errors.UsbrainError`) are printed on one line, without a traceback, and exit
-with code 2; nothing is left half-written because every writer is atomic.
+with code 2; nothing is left half-written because every writer is atomic. Each command imports
+what it needs when it runs, so ``usbrain --help`` does not wait for torch and MONAI to load.
 """
 
 from __future__ import annotations

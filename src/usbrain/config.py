@@ -110,7 +110,6 @@ class TrainConfig:
     activation_checkpointing: bool = False
     val_every: int = 1000
     save_every: int = 1000
-    num_workers: int = 0
 
 
 @dataclass(frozen=True)
@@ -167,10 +166,12 @@ PRESETS: dict[str, dict[str, Any]] = {
     "tiny": {
         "preset": "tiny",
         "space": {"size": (48, 48, 48), "spacing": 4.0},
+        # (16, 32, 32) trains 3× faster than (32, 64, 64) on 2 cores (0.26 vs 0.80 s a step of
+        # two 32³ patches), which is what fits the CPU budget.
         "autoencoder": {
-            "channels": (32, 64, 64),
+            "channels": (16, 32, 32),
             "num_res_blocks": 1,
-            "norm_num_groups": 16,
+            "norm_num_groups": 8,
             "train_patch": 32,
         },
         "unet": {
@@ -179,8 +180,22 @@ PRESETS: dict[str, dict[str, Any]] = {
             "num_head_channels": 16,
             "norm_num_groups": 16,
         },
-        "train_autoencoder": {"steps": 600, "batch_size": 4, "lr": 1e-3, "val_every": 200},
-        "train_diffusion": {"steps": 600, "batch_size": 8, "lr": 5e-4, "val_every": 200},
+        "train_autoencoder": {
+            "steps": 400,
+            "batch_size": 2,
+            "lr": 1e-3,
+            "ema_decay": 0.99,
+            "val_every": 100,
+            "save_every": 100,
+        },
+        "train_diffusion": {
+            "steps": 600,
+            "batch_size": 8,
+            "lr": 5e-4,
+            "ema_decay": 0.99,
+            "val_every": 100,
+            "save_every": 100,
+        },
     },
 }
 
