@@ -41,4 +41,4 @@ def test_two_gloo_processes_agree_on_gradients(tmp_path):
     ck = load_checkpoint(tmp_path / "run" / "checkpoint")
     assert ck.meta["step"] == 3
     rows = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
-    assert len(rows) == 3  # written once (rank 0), not once per process
+    assert len(rows) == 4  # steps 0-3, written once (rank 0), not once per process

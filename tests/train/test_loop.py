@@ -54,7 +54,7 @@ def test_sigkill_then_resume_equals_an_uninterrupted_run(tmp_path):
         assert worst <= 1e-6, (name, worst, killed_at)
     # the log is continuous: one row per step, no duplicates from the killed run
     assert [row["step"] for row in lines(tmp_path / "b" / "metrics.jsonl")] == list(
-        range(1, STEPS + 1)
+        range(STEPS + 1)  # step 0 is the validation of the initial weights
     )
     assert ema_a is not None
 
@@ -77,6 +77,7 @@ def test_validation_loss_falls_with_training(tmp_path):
     run(tmp_path / "r", False, "train_diffusion.val_every=1", "train_diffusion.steps=40")
     rows = [r for r in lines(tmp_path / "r" / "metrics.jsonl") if "val/loss_brain" in r]
     first, last = rows[0], rows[-1]
+    assert first["step"] == 0  # validated before the first update
     for key in ("val/loss_lesion", "val/loss_brain"):
         assert last[key] < first[key]
     assert TrainConfig().precision == "fp32"

@@ -172,6 +172,8 @@ def train(
         if world.distributed:
             torch.distributed.barrier()
 
+    if start == 0 and world.is_main:  # the baseline every later validation is compared with
+        _log(out, 0, job.validate(ema.module, device), writer)
     autocast_dtype = AUTOCAST_DTYPES.get(tc.precision)
     bar = tqdm(
         range(start, total),
