@@ -15,3 +15,9 @@ class OutputExistsError(UsbrainError):
 
 class ConfigError(UsbrainError):
     """A configuration value is unknown, mistyped or impossible."""
+
+
+def problems_error(header: str, problems: list[str]) -> InputError:
+    """One :class:`InputError` listing every problem found (duplicates once), one per line."""
+    listing = "\n  ".join(dict.fromkeys(problems))
+    return InputError(f"{header}:\n  {listing}")

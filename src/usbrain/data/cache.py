@@ -28,7 +28,7 @@ from usbrain.data.datasets import Record, Split, assign_splits, discover, write_
 from usbrain.data.geometry import Geometry
 from usbrain.data.nifti import check_same_grid, load_image, load_mask, save_nifti
 from usbrain.data.preprocess import geometry_for, preprocess, voxels_outside_model_grid
-from usbrain.errors import InputError, UsbrainError
+from usbrain.errors import InputError, UsbrainError, problems_error
 from usbrain.files import atomic_dir, check_writable
 
 
@@ -70,8 +70,7 @@ def validate(
         except UsbrainError as exc:
             problems.append(str(exc))
     if problems:
-        listing = "\n  ".join(problems)
-        raise InputError(f"{len(problems)} of {len(records)} scans have problems:\n  {listing}")
+        raise problems_error(f"{len(problems)} of {len(records)} scans have problems", problems)
     return checked
 
 

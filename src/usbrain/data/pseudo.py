@@ -34,7 +34,7 @@ from tqdm import tqdm
 from usbrain.data.datasets import Record, discover_folder, write_manifest
 from usbrain.data.nifti import Volume, check_same_grid, load_image, load_mask, save_nifti
 from usbrain.data.preprocess import brain_mask, resample
-from usbrain.errors import InputError, UsbrainError
+from usbrain.errors import InputError, UsbrainError, problems_error
 from usbrain.files import atomic_dir, check_writable
 
 
@@ -370,9 +370,8 @@ def _check_inputs(
         except UsbrainError as exc:
             problems.append(str(exc))
     if problems:
-        unique = list(dict.fromkeys(problems))
-        listing = "\n  ".join(unique)
-        raise InputError(f"{len(unique)} problem(s) with the inputs, nothing written:\n  {listing}")
+        count = len(dict.fromkeys(problems))
+        raise problems_error(f"{count} problem(s) with the inputs, nothing written", problems)
     return ratios
 
 

@@ -34,6 +34,12 @@ def _check_out(out: Path, resume: bool, overwrite: bool) -> None:
         check_writable(out, overwrite)
 
 
+def _clear_for_fresh_run(out: Path, resume: bool, overwrite: bool, world: World) -> None:
+    """``--overwrite`` without ``--resume``: remove the old run, once every check has passed."""
+    if overwrite and not resume and world.is_main and out.exists():
+        shutil.rmtree(out)
+
+
 def _check_space(config: Config, data: Path) -> None:
     space = read_space(data)
     if space != config.space:
@@ -59,8 +65,7 @@ def train_autoencoder(
     val_set = PreparedDataset(data, Split.VAL)
     if len(train_set) == 0 or len(val_set) == 0:
         raise InputError(f"{data}: needs scans in both the train and val splits")
-    if overwrite and not resume and world.is_main and out.exists():
-        shutil.rmtree(out)
+    _clear_for_fresh_run(out, resume, overwrite, world)
     job = AutoencoderJob(config, train_set, val_set)
     model, ema = train(
         job, config, config.train_autoencoder, out, world, resume=resume, progress=progress
@@ -131,8 +136,7 @@ def train_paired(
             f"{latents_dir}: latents are {tuple(latents.x.shape[2:])}, config expects "
             f"{config.latent_size}"
         )
-    if overwrite and not resume and world.is_main and out.exists():
-        shutil.rmtree(out)
+    _clear_for_fresh_run(out, resume, overwrite, world)
     job = DiffusionJob(config, train_split, val_split, autoencoder)
     _, ema = train(
         job, config, config.train_diffusion, out, world, resume=resume, progress=progress
