@@ -16,7 +16,6 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import safetensors.torch
 import torch
 
 from usbrain import __version__
@@ -26,7 +25,7 @@ from usbrain.errors import InputError
 from usbrain.files import atomic_dir
 from usbrain.models.autoencoder import Autoencoder
 from usbrain.models.denoiser import PairedDenoiser
-from usbrain.train.checkpoint import load_weights
+from usbrain.train.checkpoint import load_weights, read_meta, read_weights, save_weights
 
 
 @dataclass
@@ -68,9 +67,8 @@ class Pipeline:
                 **meta,
             }
             (tmp / "meta.json").write_text(json.dumps(info, indent=1))
-            for name, module in (("autoencoder", self.autoencoder), ("denoiser", self.denoiser)):
-                state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
-                safetensors.torch.save_file(state, tmp / f"{name}.safetensors")
+            save_weights(self.autoencoder, tmp / "autoencoder.safetensors")
+            save_weights(self.denoiser, tmp / "denoiser.safetensors")
         return Path(path)
 
     @classmethod
@@ -82,20 +80,13 @@ class Pipeline:
                 f"{path}: not a usbrain pipeline (needs {', '.join(needed)}); "
                 "`usbrain train` writes one into its --out folder as pipeline/"
             )
-        try:
-            meta = json.loads((path / "meta.json").read_text())
-        except json.JSONDecodeError as exc:
-            raise InputError(f"{path / 'meta.json'}: corrupt ({exc})") from None
+        meta = read_meta(path)
         if meta.get("kind") != "pipeline":
             raise InputError(f"{path}: is a {meta.get('kind')!r} folder, not a usbrain pipeline")
         pipe = cls.build(load_config(path=path / "config.yaml"))
         for name, module in (("autoencoder", pipe.autoencoder), ("denoiser", pipe.denoiser)):
             file = path / f"{name}.safetensors"
-            try:
-                weights = safetensors.torch.load_file(file)
-            except Exception as exc:  # safetensors' own error types for bad files
-                raise InputError(f"{file}: corrupt or truncated weights ({exc})") from None
-            load_weights(module, weights, str(file))
+            load_weights(module, read_weights(file), str(file))
         pipe.autoencoder.eval()
         pipe.denoiser.eval()
         return pipe.to(device)

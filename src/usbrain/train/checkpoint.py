@@ -43,9 +43,27 @@ class Checkpoint:
     state: dict[str, Any]
 
 
-def _contiguous(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def save_weights(module: nn.Module, file: Path) -> None:
+    """``module``'s state as safetensors (not atomic by itself: called inside an atomic folder)."""
     # safetensors refuses shared or non-contiguous storage; clone to own memory on the CPU.
-    return {k: v.detach().to("cpu").contiguous().clone() for k, v in state.items()}
+    state = {k: v.detach().to("cpu").contiguous().clone() for k, v in module.state_dict().items()}
+    safetensors.torch.save_file(state, file)
+
+
+def read_weights(file: Path) -> dict[str, torch.Tensor]:
+    """A safetensors file's tensors; a corrupt or truncated file is an InputError naming it."""
+    try:
+        return safetensors.torch.load_file(file)
+    except Exception as exc:  # safetensors raises its own error types for bad headers
+        raise InputError(f"{file}: corrupt or truncated weights ({exc})") from None
+
+
+def read_meta(folder: Path) -> dict[str, Any]:
+    """A checkpoint or pipeline folder's ``meta.json``."""
+    try:
+        return json.loads((folder / "meta.json").read_text())
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{folder / 'meta.json'}: corrupt ({exc})") from None
 
 
 def save_checkpoint(
@@ -69,8 +87,8 @@ def save_checkpoint(
     with atomic_dir(path, overwrite=True) as tmp:
         save_config(config, tmp / "config.yaml")
         (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
-        safetensors.torch.save_file(_contiguous(model.state_dict()), tmp / "model.safetensors")
-        safetensors.torch.save_file(_contiguous(ema.state_dict()), tmp / "ema.safetensors")
+        save_weights(model, tmp / "model.safetensors")
+        save_weights(ema, tmp / "ema.safetensors")
         torch.save({"step": int(step), **state}, tmp / "state.pt")
     return Path(path)
 
@@ -87,19 +105,10 @@ def load_checkpoint(path: str | Path, kind: str | None = None) -> Checkpoint:
     if missing:
         raise InputError(f"{path}: not a usbrain checkpoint (missing {', '.join(missing)})")
     config = load_config(path=path / "config.yaml")
-    try:
-        meta = json.loads((path / "meta.json").read_text())
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{path / 'meta.json'}: corrupt ({exc})") from None
+    meta = read_meta(path)
     if kind is not None and meta.get("kind") != kind:
         raise InputError(f"{path}: is a {meta.get('kind')!r} checkpoint, expected {kind!r}")
-    weights = {}
-    for name in ("model", "ema"):
-        file = path / f"{name}.safetensors"
-        try:
-            weights[name] = safetensors.torch.load_file(file)
-        except Exception as exc:  # safetensors raises its own error types for bad headers
-            raise InputError(f"{file}: corrupt or truncated weights ({exc})") from None
+    weights = {name: read_weights(path / f"{name}.safetensors") for name in ("model", "ema")}
     try:
         state = torch.load(path / "state.pt", map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
