@@ -66,6 +66,9 @@ MICRO_OVERRIDES = [
     "train_diffusion.batch_size=4",
     "train_diffusion.lr=0.001",
     "train_autoencoder.batch_size=2",
+    "sampling.steps=10",
+    "sampling.t_start_heal=30",
+    "sampling.t_start_lesion=50",
 ]
 
 

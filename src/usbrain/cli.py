@@ -119,6 +119,80 @@ def _train(args: argparse.Namespace) -> None:
         print(f"pipeline written: {path}")
 
 
+def _task_options(args: argparse.Namespace):
+    import torch
+
+    from usbrain.tasks.run import TaskOptions
+
+    overrides = list(args.set)
+    for key in ("steps", "sampler", "eta"):
+        if getattr(args, key) is not None:
+            overrides.append(f"{key}={getattr(args, key)}")
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    export = None
+    if getattr(args, "export", None) is not None:
+        kind, export = args.export
+        if kind != "nnunet":
+            raise UsbrainError(f"--export {kind}: unknown format (supported: nnunet)")
+        export = Path(export)
+    return TaskOptions(
+        args.checkpoint, args.out, args.seed, device, args.overwrite, tuple(overrides), export
+    )
+
+
+def _jobs(args: argparse.Namespace, required: tuple[str, ...], optional: tuple[str, ...] = ()):
+    from usbrain.tasks.run import Job, read_manifest
+
+    given = [c for c in required + optional if getattr(args, c, None) is not None]
+    if args.manifest is not None:
+        if given:
+            raise UsbrainError(f"--manifest replaces --{', --'.join(given)}; give one or the other")
+        return read_manifest(args.manifest, required, optional)
+    missing = [c for c in required if getattr(args, c, None) is None]
+    if missing:
+        raise UsbrainError(f"give --{', --'.join(missing)} (or --manifest CSV)")
+    return [Job(None, getattr(args, "image", None), getattr(args, "mask", None))]
+
+
+def _report(folders: list[Path], what: str) -> None:
+    print(f"{what}: {len(folders)} result(s), e.g. {folders[0]}" if folders else f"{what}: none")
+
+
+def _generate(args: argparse.Namespace) -> None:
+    from usbrain.tasks.run import run_generate
+
+    _report(run_generate(_task_options(args), args.n, args.healthy), "generated")
+
+
+def _condition(args: argparse.Namespace) -> None:
+    from usbrain.tasks.run import run_condition
+
+    jobs = _jobs(args, ("mask",))
+    _report(run_condition(_task_options(args), jobs, args.n, args.threshold), "conditioned")
+
+
+def _edit_options(args: argparse.Namespace):
+    from usbrain.tasks.run import EditOptions
+
+    return EditOptions(args.t_start, args.blend, args.threshold, args.resample_mask)
+
+
+def _heal(args: argparse.Namespace) -> None:
+    from usbrain.tasks.run import run_edit
+
+    jobs = _jobs(args, ("image", "mask"))
+    _report(run_edit("heal", _task_options(args), jobs, _edit_options(args)), "healed")
+
+
+def _lesion(args: argparse.Namespace) -> None:
+    from usbrain.tasks.run import run_edit
+
+    if args.manifest is None and (args.mask is None) == (not args.propose):
+        raise UsbrainError("give exactly one of --mask M or --propose")
+    jobs = _jobs(args, ("image",), ("mask",))
+    _report(run_edit("lesion", _task_options(args), jobs, _edit_options(args)), "lesioned")
+
+
 def _demo(args: argparse.Namespace) -> None:
     from usbrain.demo import run_demo
 
@@ -218,6 +292,74 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     _add_config(p)
     _add_overwrite(p)
+
+    def task_command(name, run, help_, *, samples: bool = False, export: bool = True):
+        p = command(name, run, help_)
+        p.add_argument("--checkpoint", type=Path, required=True, help="pipeline folder")
+        p.add_argument("--out", type=Path, required=True, help="output folder")
+        if samples:
+            p.add_argument("-n", type=int, default=1, help="number of samples (default 1)")
+        p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+        p.add_argument("--steps", type=int, default=None, help="sampling steps (default 50)")
+        p.add_argument("--sampler", default=None, help="ddim (default) or ddpm")
+        p.add_argument("--eta", type=float, default=None, help="DDIM eta (default 0)")
+        p.add_argument(
+            "--set",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help="override a sampling setting, e.g. --set guidance.alpha0=10 (repeatable)",
+        )
+        p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+        if export:
+            p.add_argument(
+                "--export",
+                nargs=2,
+                metavar=("FORMAT", "DIR"),
+                default=None,
+                help="also write the results as a training set: --export nnunet DIR",
+            )
+        _add_overwrite(p)
+        return p
+
+    def edit_arguments(p, t_start: int) -> None:
+        p.add_argument(
+            "--t-start",
+            type=int,
+            default=None,
+            help=f"noise the scan to this step of the 1024, then denoise (default {t_start})",
+        )
+        p.add_argument(
+            "--blend", action="store_true", help="change only the dilated lesion (default: off)"
+        )
+        p.add_argument(
+            "--resample-mask",
+            action="store_true",
+            help="resample a mask that is not on the image's grid (default: error)",
+        )
+        p.add_argument("--manifest", type=Path, default=None, help="CSV of inputs (batch mode)")
+        _add_threshold(p)
+
+    p = task_command("generate", _generate, "generate new (brain, lesion mask) pairs", samples=True)
+    p.add_argument("--healthy", action="store_true", help="healthy brains (empty masks)")
+
+    p = task_command(
+        "condition", _condition, "generate brains whose lesion lies in a given mask", samples=True
+    )
+    p.add_argument("--mask", type=Path, default=None, help="lesion mask (MNI space)")
+    p.add_argument("--manifest", type=Path, default=None, help="CSV with a mask column")
+    _add_threshold(p)
+
+    p = task_command("heal", _heal, "remove a lesion and fill it with healthy tissue", export=False)
+    p.add_argument("--image", type=Path, default=None, help="scan with the lesion")
+    p.add_argument("--mask", type=Path, default=None, help="its lesion mask")
+    edit_arguments(p, 300)
+
+    p = task_command("lesion", _lesion, "insert a lesion into a healthy scan")
+    p.add_argument("--image", type=Path, default=None, help="healthy scan")
+    p.add_argument("--mask", type=Path, default=None, help="where the lesion goes")
+    p.add_argument("--propose", action="store_true", help="let the model propose the lesion")
+    edit_arguments(p, 500)
 
     p = command("demo", _demo, "run the built-in demo end to end and write a report")
     p.add_argument("--out", type=Path, default=Path("demo_out"), help="output folder (replaced)")

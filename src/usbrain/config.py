@@ -96,6 +96,53 @@ class DiffusionConfig:
     staged: bool = False  # lesion model first, then brain model against it (authors' code)
 
 
+class SamplerKind(StrEnum):
+    DDPM = "ddpm"  # ancestral: samples the posterior q(z_prev | z_t, z0_hat)
+    DDIM = "ddim"  # deterministic at eta = 0
+
+
+class PullTarget(StrEnum):
+    """Where anatomy-consistency guidance pulls the next (noisy) latent."""
+
+    CLEAN = "clean"  # toward the clean source latent, as the authors' code does
+    NOISED = "noised"  # toward the source noised to the next step's level
+
+
+class LesionMap(StrEnum):
+    """The soft lesion map lesion-consistency guidance releases anatomy with."""
+
+    POOLED = "pooled"  # AvgPool3d of the mask, brought to latent resolution (paper)
+    LATENT = "latent"  # the clamped mask latent (authors' code)
+
+
+@dataclass(frozen=True)
+class GuidanceConfig:
+    """Anatomy- and lesion-consistency guidance of edits (design.md §2, ACG and LCG)."""
+
+    anatomy: bool = True  # ACG on/off
+    lesion: bool = True  # LCG on/off
+    alpha0: float = 20.0
+    decay: float = 0.5
+    lesion_scale: float = 1.0  # s: how fully anatomy is released inside the lesion
+    kernel: int = 5  # AvgPool3d kernel (model-space voxels)
+    dilation: int = 1  # mask dilation (model-space voxels) before pooling
+    pull_target: PullTarget = PullTarget.CLEAN
+    lesion_map: LesionMap = LesionMap.POOLED
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    """How the four tasks sample; every value can be changed per command."""
+
+    sampler: SamplerKind = SamplerKind.DDIM
+    steps: int = 50  # of the T training steps; 300 is the paper's
+    eta: float = 0.0
+    t_start_heal: int = 300  # edits noise the input to this step, then denoise
+    t_start_lesion: int = 500
+    threshold: float = 0.5  # decoded mask → binary
+    guidance: GuidanceConfig = field(default_factory=GuidanceConfig)
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """One training run's optimisation settings."""
@@ -124,6 +171,7 @@ class Config:
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
     train_autoencoder: TrainConfig = field(default_factory=TrainConfig)
     train_diffusion: TrainConfig = field(default_factory=TrainConfig)
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
 
     def __post_init__(self) -> None:
         down = self.autoencoder.downsampling
@@ -151,6 +199,14 @@ class Config:
                 )
         if not 0 < self.diffusion.beta_start < self.diffusion.beta_end < 1:
             raise ConfigError("diffusion.beta_start/beta_end: need 0 < start < end < 1")
+        T = self.diffusion.timesteps
+        if not 1 <= self.sampling.steps <= T:
+            raise ConfigError(f"sampling.steps: must be between 1 and {T} (diffusion.timesteps)")
+        for key in ("t_start_heal", "t_start_lesion"):
+            if not 0 < getattr(self.sampling, key) < T:
+                raise ConfigError(f"sampling.{key}: must be between 1 and {T - 1}")
+        if self.sampling.guidance.kernel < 1 or self.sampling.guidance.kernel % 2 == 0:
+            raise ConfigError("sampling.guidance.kernel: must be an odd positive integer")
 
     @property
     def latent_size(self) -> tuple[int, int, int]:
@@ -160,7 +216,7 @@ class Config:
 
 PRESETS: dict[str, dict[str, Any]] = {
     # The published scale (design.md §2): 160³ → 20³×3 latents, U-Nets (128, 256, 256).
-    "paper": {"preset": "paper"},
+    "paper": {"preset": "paper", "sampling": {"steps": 300}},
     # Trains AE + both U-Nets on the built-in cohort within minutes on 2 CPU cores. 4 mm keeps
     # the whole MNI brain (≈145×181×155 mm) inside 48³; three AE levels give 12³ latents.
     "tiny": {

@@ -12,6 +12,7 @@ Nothing is unpickled when loading.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +41,9 @@ class Pipeline:
     autoencoder: Autoencoder
     denoiser: PairedDenoiser
     schedule: NoiseSchedule
+    # SHA-256 over the weight files it was loaded from ("" if built in memory): outputs record
+    # it, so a result can be traced to the exact model that made it.
+    weights_sha256: str = ""
 
     @classmethod
     def build(cls, config: Config) -> Pipeline:
@@ -84,9 +88,12 @@ class Pipeline:
         if meta.get("kind") != "pipeline":
             raise InputError(f"{path}: is a {meta.get('kind')!r} folder, not a usbrain pipeline")
         pipe = cls.build(load_config(path=path / "config.yaml"))
+        digest = hashlib.sha256()
         for name, module in (("autoencoder", pipe.autoencoder), ("denoiser", pipe.denoiser)):
             file = path / f"{name}.safetensors"
             load_weights(module, read_weights(file), str(file))
+            digest.update(file.read_bytes())
+        pipe.weights_sha256 = digest.hexdigest()
         pipe.autoencoder.eval()
         pipe.denoiser.eval()
         return pipe.to(device)

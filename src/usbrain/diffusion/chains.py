@@ -1,0 +1,115 @@
+"""The sampling loops of the four tasks: which chain moves and what each U-Net sees.
+
+- :func:`sample_pair`: both chains from noise, stepping together. Each step the lesion model
+  denoises the mask latent seeing the noisy brain, and the brain model denoises the brain latent
+  seeing the lesion model's (clamped) one-step estimate of the clean mask latent.
+- :func:`sample_brain`: the lesion chain is known (a given mask's latent, or the empty mask's);
+  only the brain chain moves, conditioned on it — conditional generation and edits, with
+  optional guidance after every step.
+- :func:`sample_lesion`: the brain is known; the lesion chain moves, seeing the source brain
+  noised to each step's level — proposing where a lesion could go.
+
+All latents are (B, C, d, h, w). Every random draw comes from ``generator`` (a CPU generator),
+so a seed fixes the result on any device.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from tqdm.auto import tqdm
+
+from usbrain.diffusion.paired import lesion_condition
+from usbrain.diffusion.samplers import Sampler, StepOutput
+from usbrain.diffusion.schedule import q_sample
+from usbrain.models.denoiser import PairedDenoiser
+
+Guidance = Callable[[StepOutput, int, int], StepOutput]
+
+
+def randn(shape: tuple[int, ...], generator: torch.Generator, device: torch.device) -> torch.Tensor:
+    """Standard normal noise drawn on the CPU ``generator``, moved to ``device``."""
+    return torch.randn(shape, generator=generator).to(device)
+
+
+def _batch_t(t: int, z: torch.Tensor) -> torch.Tensor:
+    return torch.full((z.shape[0],), t, dtype=torch.long, device=z.device)
+
+
+def _steps(timesteps: list[int], desc: str, progress: bool):
+    return tqdm(timesteps, desc=desc, leave=False, disable=not progress, unit="step")
+
+
+@torch.no_grad()
+def sample_pair(
+    denoiser: PairedDenoiser,
+    sampler: Sampler,
+    shape: tuple[int, ...],
+    generator: torch.Generator,
+    clip: float,
+    device: torch.device,
+    progress: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A new (brain latent, mask latent) pair of ``shape`` from noise, on ``sampler.timesteps``."""
+    x = randn(shape, generator, device)
+    m = randn(shape, generator, device)
+    for t in _steps(sampler.timesteps, "generate", progress):
+        tt = _batch_t(t, x)
+        eps_m = denoiser.eps_lesion(m, tt, x)
+        m0_hat = lesion_condition(sampler.schedule, m, tt, eps_m, clip)
+        eps_x = denoiser.eps_brain(x, tt, m0_hat)
+        x = sampler.step(eps_x, t, x, generator).prev_sample
+        m = sampler.step(eps_m, t, m, generator).prev_sample
+    return x, m
+
+
+@torch.no_grad()
+def sample_brain(
+    denoiser: PairedDenoiser,
+    sampler: Sampler,
+    condition: torch.Tensor,
+    start: torch.Tensor,
+    timesteps: list[int],
+    generator: torch.Generator,
+    guidance: Guidance | None = None,
+    progress: bool = False,
+) -> torch.Tensor:
+    """Denoise the brain latent ``start`` (noisy at ``timesteps[0]``) to a clean estimate, the
+    brain model conditioned on the mask latent ``condition`` at every step.
+
+    Returns the last step's (guided) estimate of the clean latent.
+    """
+    x = start
+    x0 = start
+    for t in _steps(timesteps, "denoise", progress):
+        eps_x = denoiser.eps_brain(x, _batch_t(t, x), condition)
+        out = sampler.step(eps_x, t, x, generator)
+        if guidance is not None:
+            out = guidance(out, t, sampler.previous_timestep(t))
+        x, x0 = out.prev_sample, out.pred_original_sample
+    return x0
+
+
+@torch.no_grad()
+def sample_lesion(
+    denoiser: PairedDenoiser,
+    sampler: Sampler,
+    x_src: torch.Tensor,
+    generator: torch.Generator,
+    progress: bool = False,
+) -> torch.Tensor:
+    """A mask latent for the fixed brain ``x_src``, from noise over ``sampler.timesteps``.
+
+    The lesion model was trained seeing the brain at the same noise level as the mask, so at each
+    step it sees ``x_src`` noised (with one fixed noise draw) to that step.
+    """
+    noise = randn(tuple(x_src.shape), generator, x_src.device)
+    m = randn(tuple(x_src.shape), generator, x_src.device)
+    m0 = m
+    for t in _steps(sampler.timesteps, "propose", progress):
+        tt = _batch_t(t, m)
+        x_t = q_sample(sampler.schedule, x_src, tt, noise)
+        out = sampler.step(denoiser.eps_lesion(m, tt, x_t), t, m, generator)
+        m, m0 = out.prev_sample, out.pred_original_sample
+    return m0

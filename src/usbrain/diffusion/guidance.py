@@ -1,0 +1,151 @@
+"""Consistency guidance for edits (design.md §2): pure functions of tensors.
+
+After each sampler step of an edit, with source latent ``x_src``:
+
+- ACG: ``alpha_t = alpha0 · exp(-decay · t / N)``; ``lam = exp(-alpha_t · |x0_hat - x_src|)``;
+  ``x0_hat ← x0_hat + lam (x_src - x0_hat)`` and the next latent is pulled the same way. Where the
+  estimate stays near the source it is held there; where it departs (the lesion being removed or
+  drawn) it may move.
+- LCG: ``lam ← lam · (1 - s · soft_map)``: anatomy is released inside the soft lesion map and held
+  outside it.
+
+``N`` is the span of the edit in training timesteps (``t_start``). The authors' edits step through
+every timestep below ``t_start``, so there ``N`` is both the number of steps and ``t_start``; fixing
+``N = t_start`` keeps the guidance schedule the same when a faster sampler takes fewer steps.
+
+Guidance knows nothing about U-Nets: :class:`ConsistencyGuidance` takes a sampler's
+:class:`~usbrain.diffusion.samplers.StepOutput` and returns the corrected one.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from usbrain.config import GuidanceConfig, LesionMap, PullTarget
+from usbrain.diffusion.samplers import StepOutput
+from usbrain.diffusion.schedule import NoiseSchedule, q_sample
+
+
+def acg_strength(t: int, horizon: int, alpha0: float, decay: float) -> float:
+    """``alpha_t = alpha0 · exp(-decay · t / horizon)``: weak early (large t), strong late.
+
+    >>> round(acg_strength(300, 300, 20.0, 0.5), 4)
+    12.1306
+    """
+    return alpha0 * math.exp(-decay * t / horizon)
+
+
+def anatomy_weight(x0_hat: torch.Tensor, x_src: torch.Tensor, alpha: float) -> torch.Tensor:
+    """ACG's ``lam = exp(-alpha |x0_hat - x_src|)`` per latent element, in (0, 1]."""
+    return torch.exp(-alpha * (x0_hat - x_src).abs())
+
+
+def pooled_lesion_map(
+    mask: torch.Tensor, latent_shape: tuple[int, int, int], kernel: int, dilation: int
+) -> torch.Tensor:
+    """The paper's soft lesion map at latent resolution.
+
+    ``mask`` (B, 1, D, H, W) in {0, 1} is dilated by ``dilation`` voxels, averaged by an
+    ``AvgPool3d`` of ``kernel`` (stride 1, same size: a soft edge), then brought to
+    ``latent_shape`` by max-pooling, so a lesion smaller than one latent voxel still releases
+    that voxel. Returns (B, 1, d, h, w) in [0, 1].
+    """
+    soft = mask.float()
+    if dilation > 0:
+        soft = F.max_pool3d(soft, 2 * dilation + 1, stride=1, padding=dilation)
+    soft = F.avg_pool3d(soft, kernel, stride=1, padding=kernel // 2, count_include_pad=False)
+    return F.adaptive_max_pool3d(soft, latent_shape)
+
+
+def latent_lesion_map(m: torch.Tensor, m_empty: torch.Tensor) -> torch.Tensor:
+    """The authors' variant: the mask latent, clamped to [0, 1], as the soft map.
+
+    Their autoencoder encodes an empty mask near zero; ours need not, so the empty mask's latent
+    ``m_empty`` is subtracted first. ``m``, ``m_empty`` (B, C, d, h, w) → (B, 1, d, h, w).
+    """
+    return (m - m_empty).abs().mean(dim=1, keepdim=True).clamp(0.0, 1.0)
+
+
+def release_lesion(weight: torch.Tensor, soft_map: torch.Tensor, scale: float) -> torch.Tensor:
+    """LCG: ``lam · (1 - s · soft_map)``, anatomy free to change where the map is 1."""
+    return weight * (1.0 - scale * soft_map)
+
+
+def pull(z: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """``z + lam (target - z)``: ``lam = 1`` replaces z by the target, 0 leaves it."""
+    return z + weight * (target - z)
+
+
+class ConsistencyGuidance:
+    """ACG + LCG for one edit of source latents ``x_src`` (B, C, d, h, w).
+
+    ``soft_map`` (B, 1, d, h, w): where the lesion may change (None without LCG). ``noise``: the
+    noise the edit started from, used by the NOISED pull target. ``horizon``: N (see module doc).
+
+    >>> from usbrain.config import GuidanceConfig
+    >>> from usbrain.diffusion.schedule import NoiseSchedule
+    >>> src = torch.zeros(1, 3, 4, 4, 4)
+    >>> g = ConsistencyGuidance(GuidanceConfig(), NoiseSchedule.linear(1024, 1e-4, 2e-2), src,
+    ...                         soft_map=None, noise=torch.zeros_like(src), horizon=300)
+    >>> out = g(StepOutput(src + 1, src + 0.01), t=10, t_prev=5)
+    >>> bool(out.pred_original_sample.abs().max() < 0.01)
+    True
+    """
+
+    def __init__(
+        self,
+        config: GuidanceConfig,
+        schedule: NoiseSchedule,
+        x_src: torch.Tensor,
+        soft_map: torch.Tensor | None,
+        noise: torch.Tensor,
+        horizon: int,
+    ) -> None:
+        self.config = config
+        self.schedule = schedule
+        self.x_src = x_src
+        self.soft_map = soft_map
+        self.noise = noise
+        self.horizon = horizon
+
+    def weight(self, x0_hat: torch.Tensor, t: int) -> torch.Tensor:
+        """The per-element pull strength ``lam`` at step ``t``."""
+        cfg = self.config
+        if cfg.anatomy:
+            alpha = acg_strength(t, self.horizon, cfg.alpha0, cfg.decay)
+            lam = anatomy_weight(x0_hat, self.x_src, alpha)
+        else:
+            lam = torch.zeros_like(x0_hat)
+        if cfg.lesion and self.soft_map is not None:
+            lam = release_lesion(lam, self.soft_map, cfg.lesion_scale)
+        return lam
+
+    def target(self, t_prev: int) -> torch.Tensor:
+        """What the next latent (at ``t_prev``; -1 = clean) is pulled toward."""
+        if self.config.pull_target is PullTarget.CLEAN or t_prev < 0:
+            return self.x_src
+        t = torch.full((self.x_src.shape[0],), t_prev, device=self.x_src.device)
+        return q_sample(self.schedule, self.x_src, t, self.noise)
+
+    def __call__(self, out: StepOutput, t: int, t_prev: int) -> StepOutput:
+        lam = self.weight(out.pred_original_sample, t)
+        return StepOutput(
+            prev_sample=pull(out.prev_sample, self.target(t_prev), lam),
+            pred_original_sample=pull(out.pred_original_sample, self.x_src, lam),
+        )
+
+
+def soft_lesion_map(
+    config: GuidanceConfig,
+    mask: torch.Tensor,
+    m: torch.Tensor,
+    m_empty: torch.Tensor,
+) -> torch.Tensor:
+    """The soft map ``config.lesion_map`` names, for model-space ``mask`` (B, 1, D, H, W) whose
+    latent is ``m`` (B, C, d, h, w); ``m_empty`` is the empty mask's latent."""
+    if config.lesion_map is LesionMap.LATENT:
+        return latent_lesion_map(m, m_empty)
+    return pooled_lesion_map(mask, tuple(m.shape[2:]), config.kernel, config.dilation)

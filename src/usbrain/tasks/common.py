@@ -1,0 +1,162 @@
+"""What the four tasks share: model-space input checks, encoding and decoding, results.
+
+Volumes are numpy (D, H, W) on the model grid (images in [0, 1], masks {0, 1}); latents are
+torch (1, C, d, h, w) scaled as diffusion sees them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+import torch
+from scipy import ndimage
+
+from usbrain.config import SamplingConfig
+from usbrain.data.geometry import Geometry, model_affine
+from usbrain.data.nifti import Volume, check_same_grid
+from usbrain.data.preprocess import (
+    Prepared,
+    brain_mask,
+    preprocess,
+    resample,
+    voxels_outside_model_grid,
+)
+from usbrain.diffusion.samplers import Sampler, make_sampler
+from usbrain.errors import InputError
+from usbrain.pipeline import Pipeline
+
+# Centroid of the MNI152 2009a brain mask (mm): generated volumes are centred here, and masks
+# given without an image (``condition``) are assumed to be in MNI space, as ATLAS ships them.
+MNI_BRAIN_CENTRE_MM = np.array([0.0, -22.0, 9.5])
+# A mask with more of its voxels outside the brain than this is refused as misplaced.
+MAX_OUTSIDE_BRAIN = 0.5
+
+
+@dataclass
+class Result:
+    """One task output: ``image`` and ``mask`` as :class:`Volume` (native or model grid),
+    the ``source`` scan for side-by-side figures (None for generation), and ``info``: what
+    produced it and what was checked, written to the JSON sidecar."""
+
+    image: Volume
+    mask: Volume
+    source: Volume | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def generator(seed: int) -> torch.Generator:
+    """The CPU generator every random draw of a task comes from."""
+    return torch.Generator().manual_seed(int(seed))
+
+
+def sampler_for(pipe: Pipeline, sampling: SamplingConfig) -> Sampler:
+    sampler = make_sampler(sampling.sampler, pipe.schedule, sampling.eta)
+    sampler.set_timesteps(sampling.steps)
+    return sampler
+
+
+def sampling_config(pipe: Pipeline, **changes: Any) -> SamplingConfig:
+    """The pipeline's sampling config with the non-None ``changes`` applied."""
+    return replace(pipe.config.sampling, **{k: v for k, v in changes.items() if v is not None})
+
+
+def device_of(pipe: Pipeline) -> torch.device:
+    return next(pipe.denoiser.parameters()).device
+
+
+@torch.no_grad()
+def encode(pipe: Pipeline, volume: np.ndarray) -> torch.Tensor:
+    """Model-space (D, H, W) volume → scaled latent (1, C, d, h, w)."""
+    x = torch.as_tensor(np.asarray(volume, dtype=np.float32))[None, None]
+    return pipe.autoencoder.encode(x.to(device_of(pipe)))
+
+
+@torch.no_grad()
+def decode(pipe: Pipeline, z: torch.Tensor) -> np.ndarray:
+    """Scaled latent (1, C, d, h, w) → model-space (D, H, W) float32 volume."""
+    return pipe.autoencoder.decode(z)[0, 0].float().cpu().numpy()
+
+
+def empty_mask_latent(pipe: Pipeline) -> torch.Tensor:
+    """The latent of the empty mask: the condition of healthy pairs in training."""
+    return encode(pipe, np.zeros(pipe.config.space.size, dtype=np.float32))
+
+
+def model_grid_volume(data: np.ndarray, pipe: Pipeline) -> Volume:
+    """A generated model-space volume on the MNI-centred model grid."""
+    return Volume(data, model_affine(MNI_BRAIN_CENTRE_MM, pipe.config.space))
+
+
+def mask_geometry(mask: Volume, pipe: Pipeline) -> Geometry:
+    """Model grid for a mask given without an image: centred on the MNI brain, identity
+    intensity window (outputs on the mask's grid are in [0, 1])."""
+    space = pipe.config.space
+    return Geometry.build(mask.affine, mask.shape, MNI_BRAIN_CENTRE_MM, space, 0.0, 1.0)
+
+
+def check_lesion_kept(mask: Volume, geometry: Geometry) -> None:
+    """Refuse a lesion the model grid would cut (never crop silently through a lesion)."""
+    cut = voxels_outside_model_grid(mask, geometry)
+    if cut:
+        total = int(np.count_nonzero(mask.data))
+        raise InputError(
+            f"{mask.name}: {cut} of {total} lesion voxels fall outside the model's "
+            f"{'×'.join(map(str, geometry.model_shape))} grid (field of view "
+            f"{geometry.model_shape[0] * abs(geometry.model[0, 0]):.0f} mm); the lesion would be "
+            "cut. Is the scan skull-stripped and roughly centred on the brain?"
+        )
+
+
+def match_mask_grid(image: Volume, mask: Volume, resample_mask: bool) -> Volume:
+    """``mask`` on ``image``'s grid: as is if it already is, resampled with ``resample_mask``,
+    else the grid mismatch is an error."""
+    try:
+        check_same_grid(image, mask)
+        return mask
+    except InputError as exc:
+        if not resample_mask:
+            raise InputError(f"{exc}; pass --resample-mask to resample the mask") from None
+    data = resample(mask.data, mask.affine, image.affine, image.shape) >= 0.5
+    if not data.any():
+        raise InputError(f"{mask.name}: no lesion voxel is left after resampling to {image.name}")
+    return Volume(data.astype(np.uint8), image.affine.copy(), mask.path, image.header)
+
+
+def check_inside_brain(image: Volume, mask: Volume) -> float:
+    """Fraction of lesion voxels inside the image's brain; refuse a mostly-outside mask."""
+    brain = brain_mask(image.data)
+    lesion = mask.data > 0
+    inside = float(np.count_nonzero(lesion & brain) / max(np.count_nonzero(lesion), 1))
+    if inside < 1 - MAX_OUTSIDE_BRAIN:
+        raise InputError(
+            f"{mask.name}: {100 * (1 - inside):.0f}% of the lesion lies outside the brain of "
+            f"{image.name}; is it the mask of this scan?"
+        )
+    return inside
+
+
+def prepare_edit(pipe: Pipeline, image: Volume, mask: Volume | None) -> Prepared:
+    """Bring a scan (and lesion mask on its grid) to the pipeline's model space, with checks."""
+    prepared = preprocess(image, pipe.config.space, mask)
+    if mask is not None:
+        check_lesion_kept(mask, prepared.geometry)
+        if prepared.mask is None or not prepared.mask.any():
+            raise InputError(
+                f"{mask.name}: the lesion vanishes at the model's resolution "
+                f"({pipe.config.space.spacing:g} mm); it is too small for this checkpoint"
+            )
+    return prepared
+
+
+def brain_fraction(image: np.ndarray, mask: np.ndarray) -> float:
+    """Fraction of ``mask`` voxels inside the brain of ``image`` (1 for an empty mask)."""
+    lesion = mask > 0
+    if not lesion.any():
+        return 1.0
+    return float(np.count_nonzero(lesion & brain_mask(image)) / np.count_nonzero(lesion))
+
+
+def dilate(mask: np.ndarray, voxels: int) -> np.ndarray:
+    return ndimage.binary_dilation(mask > 0, iterations=voxels) if voxels else mask > 0

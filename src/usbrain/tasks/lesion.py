@@ -1,0 +1,80 @@
+"""Task 4, lesion (healthy → pathology): insert a lesion where a mask says, or where the model
+proposes one.
+
+With a mask, the brain chain is conditioned on the mask's latent and LCG releases anatomy inside
+it. Without one (``propose``), the lesion chain is first sampled with the brain fixed to the
+scan, the decoded mask is thresholded (and kept inside the brain), and that mask is inserted the
+same way. The mask used is returned on the scan's grid.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from usbrain.config import SamplingConfig
+from usbrain.data.nifti import Volume
+from usbrain.data.preprocess import VolumeKind, brain_mask, to_native
+from usbrain.diffusion.chains import sample_lesion
+from usbrain.errors import UsbrainError
+from usbrain.pipeline import Pipeline
+from usbrain.tasks.common import (
+    Result,
+    check_inside_brain,
+    decode,
+    encode,
+    generator,
+    prepare_edit,
+    sampler_for,
+)
+from usbrain.tasks.edit import edit
+
+
+class NoLesionProposed(UsbrainError):
+    """The model proposed an empty mask for this scan and seed."""
+
+
+def lesion(
+    pipe: Pipeline,
+    image: Volume,
+    mask: Volume | None,
+    sampling: SamplingConfig,
+    seed: int = 0,
+    t_start: int | None = None,
+    blend: bool = False,
+    progress: bool = False,
+) -> Result:
+    """``image`` with a lesion inserted where ``mask`` says (None: where the model proposes)."""
+    gen = generator(seed)
+    info: dict = {"seed": seed, "proposed": mask is None}
+    if mask is not None:
+        info["lesion_in_brain"] = check_inside_brain(image, mask)
+    prepared = prepare_edit(pipe, image, mask)
+    if mask is None:
+        x_src = encode(pipe, prepared.image)
+        m0 = sample_lesion(pipe.denoiser, sampler_for(pipe, sampling), x_src, gen, progress)
+        lesion_m = (decode(pipe, m0) > sampling.threshold) & brain_mask(prepared.image)
+        if not lesion_m.any():
+            raise NoLesionProposed(
+                f"{image.name}: the model proposed no lesion with seed {seed}; "
+                "try another --seed or give --mask"
+            )
+        lesion_m = lesion_m.astype(np.uint8)
+        native = to_native(lesion_m, prepared.geometry, VolumeKind.MASK)
+        mask = Volume(native, image.affine, None, image.header)
+    else:
+        lesion_m = prepared.mask
+    t_start = sampling.t_start_lesion if t_start is None else t_start
+    out, edit_info = edit(
+        pipe,
+        image,
+        prepared,
+        lesion_m,
+        encode(pipe, lesion_m),
+        t_start,
+        sampling,
+        gen,
+        blend,
+        progress,
+    )
+    info.update(edit_info)
+    return Result(Volume(out, image.affine, None, image.header), mask, image, info)

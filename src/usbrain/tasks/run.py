@@ -1,0 +1,210 @@
+"""The task commands on files: load the checkpoint and inputs, run a task, write the results.
+
+A single input writes one result folder at ``--out`` (``heal``, ``lesion``) or a folder of
+``sample_NNN`` results (``generate``, ``condition``), atomically. ``--manifest CSV`` runs a list
+of inputs with a progress bar, one folder per row at ``--out/<id>``; rows whose folder exists are
+skipped, so an interrupted run continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from usbrain.config import SamplingConfig, load_config
+from usbrain.data.nifti import load_image, load_mask
+from usbrain.errors import InputError
+from usbrain.files import atomic_dir, check_writable
+from usbrain.pipeline import Pipeline
+from usbrain.tasks.common import Result, match_mask_grid
+from usbrain.tasks.condition import condition
+from usbrain.tasks.generate import generate
+from usbrain.tasks.heal import heal
+from usbrain.tasks.lesion import lesion
+from usbrain.tasks.outputs import export_nnunet, provenance, sidecar, write_result
+
+
+@dataclass(frozen=True)
+class TaskOptions:
+    """What every task command takes besides its inputs."""
+
+    checkpoint: Path
+    out: Path
+    seed: int = 0
+    device: str = "cpu"
+    overwrite: bool = False
+    sampling_overrides: tuple[str, ...] = ()  # "steps=50", "guidance.alpha0=10", …
+    export_nnunet: Path | None = None
+    progress: bool = True
+
+
+@dataclass(frozen=True)
+class EditOptions:
+    """``heal`` / ``lesion`` settings (None t_start: the config's default for the task)."""
+
+    t_start: int | None = None
+    blend: bool = False
+    threshold: float | None = None
+    resample_mask: bool = False
+
+
+@dataclass(frozen=True)
+class Job:
+    """One input of a task: ``id`` names its result folder (None: ``--out`` itself)."""
+
+    id: str | None
+    image: Path | None
+    mask: Path | None
+
+
+def load_pipeline(options: TaskOptions) -> tuple[Pipeline, SamplingConfig]:
+    """The checkpoint's pipeline and its sampling config with the command's overrides."""
+    pipe = Pipeline.from_pretrained(options.checkpoint, options.device)
+    overrides = [f"sampling.{item}" for item in options.sampling_overrides]
+    config = load_config(path=Path(options.checkpoint) / "config.yaml", overrides=overrides)
+    return pipe, config.sampling
+
+
+def read_manifest(
+    path: Path, required: tuple[str, ...], optional: tuple[str, ...] = ()
+) -> list[Job]:
+    """Jobs of a task manifest CSV: file columns ``image`` / ``mask`` (relative paths are taken
+    from the manifest's folder) and an optional ``id`` (default: the first file's name)."""
+    if not path.is_file():
+        raise InputError(f"{path}: manifest not found")
+    with path.open(newline="") as f:
+        reader = csv.DictReader(f)
+        missing = [c for c in required if c not in (reader.fieldnames or [])]
+        if missing:
+            raise InputError(f"{path}: missing column(s) {', '.join(missing)}")
+        jobs = []
+        for line, row in enumerate(reader, start=2):
+            files: dict[str, Path | None] = {}
+            for column in required + optional:
+                cell = (row.get(column) or "").strip()
+                if not cell and column in required:
+                    raise InputError(f"{path}: line {line}: empty {column}")
+                files[column] = path.parent / cell if cell else None
+            first = files[required[0]]
+            job_id = (row.get("id") or "").strip() or first.name.split(".")[0]
+            jobs.append(Job(job_id, files.get("image"), files.get("mask")))
+    ids = [j.id for j in jobs]
+    if len(set(ids)) != len(ids):
+        raise InputError(f"{path}: ids are not unique; add an id column")
+    return jobs
+
+
+def _pending(jobs: list[Job], options: TaskOptions) -> list[Job]:
+    """Jobs still to run. A single job's folder must be new (or --overwrite); manifest rows
+    whose folder exists are finished and skipped."""
+    if len(jobs) == 1 and jobs[0].id is None:
+        check_writable(options.out, options.overwrite)
+        return jobs
+    if options.overwrite:
+        return jobs
+    return [j for j in jobs if not (options.out / str(j.id)).exists()]
+
+
+def _folder(job: Job, options: TaskOptions) -> Path:
+    return options.out if job.id is None else options.out / job.id
+
+
+def _write_samples(
+    results: list[Result], out: Path, command: str, record_of, overwrite: bool
+) -> list[Path]:
+    with atomic_dir(out, overwrite) as tmp:
+        for i, result in enumerate(results):
+            title = f"{command} · seed {result.info['seed']}"
+            write_result(result, tmp / f"sample_{i:03d}", record_of(result), title)
+    return [out / f"sample_{i:03d}" for i in range(len(results))]
+
+
+def _export(folders: list[Path], command: str, options: TaskOptions) -> None:
+    if options.export_nnunet is not None:
+        export_nnunet(folders, options.export_nnunet, f"usbrain_{command}", options.overwrite)
+
+
+def _check_export(options: TaskOptions) -> None:
+    if options.export_nnunet is not None:
+        check_writable(options.export_nnunet, options.overwrite)
+
+
+def run_generate(options: TaskOptions, n: int, healthy: bool = False) -> list[Path]:
+    """``usbrain generate``: ``n`` pairs (healthy: empty masks) as ``out/sample_NNN``."""
+    check_writable(options.out, options.overwrite)
+    _check_export(options)
+    pipe, sampling = load_pipeline(options)
+    with torch.inference_mode():
+        results = generate(pipe, n, sampling, options.seed, healthy, options.progress)
+    origin = provenance(pipe, options.checkpoint)
+    folders = _write_samples(
+        results,
+        options.out,
+        "generate",
+        lambda r: sidecar("generate", sampling, {"healthy": healthy}, r, origin),
+        options.overwrite,
+    )
+    _export(folders, "generate", options)
+    return folders
+
+
+def run_condition(
+    options: TaskOptions, jobs: list[Job], n: int, threshold: float | None = None
+) -> list[Path]:
+    """``usbrain condition``: ``n`` brains per mask, on each mask's grid."""
+    pending = _pending(jobs, options)
+    _check_export(options)
+    pipe, sampling = load_pipeline(options)
+    origin = provenance(pipe, options.checkpoint)
+    for job in tqdm(pending, desc="condition", disable=not options.progress or len(jobs) == 1):
+        mask = load_mask(job.mask, threshold, require_lesion=True)
+        with torch.inference_mode():
+            results = condition(pipe, mask, n, sampling, options.seed, options.progress)
+        inputs = {"mask": str(job.mask)}
+        _write_samples(
+            results,
+            _folder(job, options),
+            "condition",
+            lambda r, inputs=inputs: sidecar("condition", sampling, inputs, r, origin),
+            options.overwrite,
+        )
+    folders = [_folder(j, options) / f"sample_{i:03d}" for j in jobs for i in range(n)]
+    _export(folders, "condition", options)
+    return folders
+
+
+def run_edit(command: str, options: TaskOptions, jobs: list[Job], edit: EditOptions) -> list[Path]:
+    """``usbrain heal`` / ``usbrain lesion`` (lesion without a mask proposes one)."""
+    pending = _pending(jobs, options)
+    _check_export(options)
+    pipe, sampling = load_pipeline(options)
+    origin = provenance(pipe, options.checkpoint)
+    task = heal if command == "heal" else lesion
+    for job in tqdm(pending, desc=command, disable=not options.progress or len(jobs) == 1):
+        image = load_image(job.image)
+        mask = None
+        if job.mask is not None:
+            mask = load_mask(job.mask, edit.threshold, require_lesion=True)
+            mask = match_mask_grid(image, mask, edit.resample_mask)
+        with torch.inference_mode():
+            result = task(
+                pipe,
+                image,
+                mask,
+                sampling,
+                options.seed,
+                edit.t_start,
+                edit.blend,
+                options.progress,
+            )
+        inputs = {"image": str(job.image), "mask": None if job.mask is None else str(job.mask)}
+        record = sidecar(command, sampling, inputs, result, origin)
+        title = f"{command} · {job.image.name}"
+        write_result(result, _folder(job, options), record, title, options.overwrite)
+    folders = [_folder(j, options) for j in jobs]
+    _export(folders, command, options)
+    return folders

@@ -1,0 +1,78 @@
+"""The sampling loops with a stub denoiser whose calls are recorded."""
+
+from __future__ import annotations
+
+import torch
+
+from usbrain.diffusion.chains import sample_brain, sample_lesion, sample_pair
+from usbrain.diffusion.samplers import DDIMSampler
+from usbrain.diffusion.schedule import NoiseSchedule, q_sample, x0_from_eps
+
+S = NoiseSchedule.linear(100, 1e-4, 2e-2)
+SHAPE = (1, 2, 3, 3, 3)
+
+
+class StubDenoiser:
+    """eps_lesion = 0.1 m_t + 0.2 x_t, eps_brain = 0.3 x_t + 0.4 cond; records its inputs."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, int, torch.Tensor, torch.Tensor]] = []
+
+    def eps_lesion(self, m_t, t, x_t):
+        self.calls.append(("lesion", int(t[0]), m_t.clone(), x_t.clone()))
+        return 0.1 * m_t + 0.2 * x_t
+
+    def eps_brain(self, x_t, t, cond):
+        self.calls.append(("brain", int(t[0]), x_t.clone(), cond.clone()))
+        return 0.3 * x_t + 0.4 * cond
+
+
+def sampler(steps: int = 5) -> DDIMSampler:
+    s = DDIMSampler(S)
+    s.set_timesteps(steps)
+    return s
+
+
+def test_pair_steps_both_chains_with_the_clamped_lesion_estimate():
+    net, s = StubDenoiser(), sampler()
+    x, m = sample_pair(net, s, SHAPE, torch.Generator().manual_seed(0), 5.0, torch.device("cpu"))
+    # Replay by hand: lesion first, its clamped x0 estimate conditions the brain.
+    g = torch.Generator().manual_seed(0)
+    xr, mr = torch.randn(SHAPE, generator=g), torch.randn(SHAPE, generator=g)
+    for i, t in enumerate(s.timesteps):
+        tt = torch.tensor([t])
+        eps_m = 0.1 * mr + 0.2 * xr
+        cond = x0_from_eps(S, mr, tt, eps_m).clamp(-5, 5)
+        assert net.calls[2 * i][0] == "lesion" and net.calls[2 * i + 1][0] == "brain"
+        torch.testing.assert_close(net.calls[2 * i + 1][3], cond)
+        eps_x = 0.3 * xr + 0.4 * cond
+        xr, mr = s.step(eps_x, t, xr).prev_sample, s.step(eps_m, t, mr).prev_sample
+    torch.testing.assert_close(x, xr)
+    torch.testing.assert_close(m, mr)
+
+
+def test_brain_chain_sees_the_fixed_condition_and_applies_guidance():
+    net, s = StubDenoiser(), sampler()
+    cond = torch.full(SHAPE, 0.5)
+    start = torch.ones(SHAPE)
+    seen = []
+
+    def guidance(out, t, t_prev):
+        seen.append((t, t_prev))
+        return type(out)(out.prev_sample * 0, out.pred_original_sample * 0 + t)
+
+    steps = s.timesteps_from(50)
+    x0 = sample_brain(net, s, cond, start, steps, torch.Generator(), guidance)
+    assert seen == [(t, s.previous_timestep(t)) for t in steps]
+    assert all(torch.equal(c[3], cond) for c in net.calls)
+    assert torch.equal(x0, torch.full(SHAPE, float(steps[-1])))  # the last guided estimate
+
+
+def test_lesion_chain_sees_the_source_noised_to_each_step():
+    net, s = StubDenoiser(), sampler()
+    x_src = torch.linspace(-1, 1, 54).reshape(SHAPE)
+    sample_lesion(net, s, x_src, torch.Generator().manual_seed(2))
+    noise = torch.randn(SHAPE, generator=torch.Generator().manual_seed(2))
+    for (kind, t, _, x_t), step in zip(net.calls, s.timesteps, strict=True):
+        assert kind == "lesion" and t == step
+        torch.testing.assert_close(x_t, q_sample(S, x_src, torch.tensor([t]), noise))

@@ -1,0 +1,108 @@
+from __future__ import annotations
+
+import math
+
+import torch
+
+from usbrain.config import GuidanceConfig, LesionMap, PullTarget
+from usbrain.diffusion.guidance import (
+    ConsistencyGuidance,
+    acg_strength,
+    anatomy_weight,
+    latent_lesion_map,
+    pooled_lesion_map,
+    pull,
+    release_lesion,
+    soft_lesion_map,
+)
+from usbrain.diffusion.samplers import StepOutput
+from usbrain.diffusion.schedule import NoiseSchedule, q_sample
+
+S = NoiseSchedule.linear(1024, 1e-4, 2e-2)
+
+
+def test_acg_strength_closed_form():
+    assert acg_strength(0, 300, 20.0, 0.5) == 20.0
+    assert math.isclose(acg_strength(150, 300, 20.0, 0.5), 20.0 * math.exp(-0.25))
+    assert acg_strength(300, 300, 20.0, 0.5) < acg_strength(100, 300, 20.0, 0.5)
+
+
+def test_anatomy_weight_hand_computed():
+    x0 = torch.tensor([0.0, 0.1, 1.0])
+    lam = anatomy_weight(x0, torch.zeros(3), alpha=10.0)
+    torch.testing.assert_close(lam, torch.tensor([1.0, math.exp(-1.0), math.exp(-10.0)]))
+
+
+def test_release_and_pull():
+    lam = torch.tensor([1.0, 1.0, 0.5])
+    soft = torch.tensor([0.0, 1.0, 0.5])
+    torch.testing.assert_close(release_lesion(lam, soft, 1.0), torch.tensor([1.0, 0.0, 0.25]))
+    torch.testing.assert_close(release_lesion(lam, soft, 0.5), torch.tensor([1.0, 0.5, 0.375]))
+    z, target = torch.tensor([0.0, 2.0, 4.0]), torch.tensor([1.0, 1.0, 1.0])
+    torch.testing.assert_close(
+        pull(z, target, torch.tensor([1.0, 0.0, 0.5])), torch.tensor([1.0, 2.0, 2.5])
+    )
+
+
+def test_pooled_map_marks_the_lesion_latent_voxels():
+    mask = torch.zeros(1, 1, 16, 16, 16)
+    mask[0, 0, 4:8, 4:8, 4:8] = 1  # exactly latent voxel (1, 1, 1) at 4x downsampling
+    soft = pooled_lesion_map(mask, (4, 4, 4), kernel=1, dilation=0)
+    assert soft.shape == (1, 1, 4, 4, 4)
+    assert soft[0, 0, 1, 1, 1] == 1 and soft.sum() == 1
+    # A soft edge and a dilation spread it to the neighbours, staying in [0, 1].
+    wide = pooled_lesion_map(mask, (4, 4, 4), kernel=5, dilation=1)
+    assert wide[0, 0, 1, 1, 1] == 1 and 0 < wide[0, 0, 2, 1, 1] < 1 and wide[0, 0, 3, 3, 3] == 0
+    assert wide.min() >= 0 and wide.max() <= 1
+    # A single-voxel lesion still releases its latent voxel (max, not mean, to latent size).
+    dot = torch.zeros(1, 1, 16, 16, 16)
+    dot[0, 0, 13, 2, 9] = 1
+    assert pooled_lesion_map(dot, (4, 4, 4), kernel=1, dilation=0)[0, 0, 3, 0, 2] == 1
+
+
+def test_latent_map_is_zero_for_the_empty_mask():
+    m_empty = torch.randn(1, 3, 4, 4, 4)
+    assert latent_lesion_map(m_empty, m_empty).abs().max() == 0
+    shifted = m_empty.clone()
+    shifted[:, :, 0, 0, 0] += 3.0
+    soft = latent_lesion_map(shifted, m_empty)
+    assert soft[0, 0, 0, 0, 0] == 1 and soft.sum() == 1
+    cfg = GuidanceConfig(lesion_map=LesionMap.LATENT)
+    assert torch.equal(soft_lesion_map(cfg, torch.zeros(1, 1, 16, 16, 16), shifted, m_empty), soft)
+
+
+def _guidance(**kw) -> tuple[ConsistencyGuidance, torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(0)
+    src, noise = torch.randn(1, 3, 4, 4, 4, generator=g), torch.randn(1, 3, 4, 4, 4, generator=g)
+    soft = torch.zeros(1, 1, 4, 4, 4)
+    soft[..., :2, :, :] = 1.0  # lesion in the first half
+    cfg = GuidanceConfig(**kw)
+    return ConsistencyGuidance(cfg, S, src, soft, noise, horizon=300), src, noise
+
+
+def test_guidance_holds_anatomy_outside_and_releases_inside():
+    guide, src, _ = _guidance()
+    x0 = src + 0.01  # close to the source everywhere: held outside the lesion
+    x0[..., :2, :, :] += 5.0  # far from it inside the lesion
+    out = guide(StepOutput(x0.clone(), x0.clone()), t=100, t_prev=50)
+    lam = math.exp(-acg_strength(100, 300, 20.0, 0.5) * 0.01)
+    expected_outside = src[..., 2:, :, :] + 0.01 * (1 - lam)
+    torch.testing.assert_close(out.pred_original_sample[..., 2:, :, :], expected_outside)
+    torch.testing.assert_close(out.pred_original_sample[..., :2, :, :], x0[..., :2, :, :])
+    torch.testing.assert_close(out.prev_sample[..., 2:, :, :], expected_outside)  # clean target
+
+
+def test_noised_pull_target_is_the_source_at_the_next_level():
+    guide, src, noise = _guidance(pull_target=PullTarget.NOISED)
+    expected = q_sample(S, src, torch.tensor([50]), noise)
+    torch.testing.assert_close(guide.target(50), expected)
+    torch.testing.assert_close(guide.target(-1), src)  # the last step lands on the clean source
+
+
+def test_switches_turn_each_guidance_off():
+    guide, src, _ = _guidance(anatomy=False)
+    out = guide(StepOutput(src + 1, src + 1), t=10, t_prev=5)
+    torch.testing.assert_close(out.pred_original_sample, src + 1)  # nothing pulled
+    guide, src, _ = _guidance(lesion=False)
+    out = guide(StepOutput(src, src), t=10, t_prev=5)  # x0 == src: lam = 1 everywhere
+    torch.testing.assert_close(out.pred_original_sample, src)

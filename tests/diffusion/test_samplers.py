@@ -1,0 +1,100 @@
+from __future__ import annotations
+
+import itertools
+import math
+
+import pytest
+import torch
+
+from usbrain.config import SamplerKind
+from usbrain.diffusion.samplers import (
+    DDIMSampler,
+    DDPMSampler,
+    make_sampler,
+    trailing_timesteps,
+)
+from usbrain.diffusion.schedule import NoiseSchedule, q_sample
+
+S = NoiseSchedule.linear(1024, 1e-4, 2e-2)
+
+
+def ab(t: int) -> float:
+    return 1.0 if t < 0 else S.alphas_cumprod[t].item()
+
+
+def test_trailing_timesteps_start_at_pure_noise_and_descend():
+    steps = trailing_timesteps(1024, 300)
+    assert steps[0] == 1023 and len(steps) == 300 and len(set(steps)) == 300
+    assert all(a > b for a, b in itertools.pairwise(steps)) and steps[-1] >= 0
+    assert trailing_timesteps(10, 10) == list(range(9, -1, -1))
+    with pytest.raises(ValueError):
+        trailing_timesteps(10, 11)
+
+
+def test_previous_timestep_and_edit_start():
+    s = DDIMSampler(S)
+    s.set_timesteps(4)  # 1023, 767, 511, 255
+    assert [s.previous_timestep(t) for t in s.timesteps] == [767, 511, 255, -1]
+    assert s.timesteps_from(600) == [511, 255]
+    with pytest.raises(ValueError):
+        s.timesteps_from(100)
+
+
+def test_ddim_step_hand_computed():
+    s = DDIMSampler(S, eta=0.0)
+    s.set_timesteps(4)
+    z = torch.full((1, 1, 2, 2, 2), 0.7)
+    eps = torch.full_like(z, -0.3)
+    out = s.step(eps, 767, z)
+    a_t, a_p = ab(767), ab(511)
+    x0 = (0.7 - math.sqrt(1 - a_t) * -0.3) / math.sqrt(a_t)
+    prev = math.sqrt(a_p) * x0 + math.sqrt(1 - a_p) * -0.3
+    torch.testing.assert_close(out.pred_original_sample, torch.full_like(z, x0))
+    torch.testing.assert_close(out.prev_sample, torch.full_like(z, prev))
+
+
+def test_ddim_with_true_noise_follows_the_forward_process():
+    """Given the exact noise, DDIM (eta 0) lands on q_sample(x0, t_prev, eps): no drift."""
+    s = DDIMSampler(S)
+    s.set_timesteps(8)
+    g = torch.Generator().manual_seed(0)
+    x0, eps = torch.randn(2, 3, 4, 4, 4, generator=g), torch.randn(2, 3, 4, 4, 4, generator=g)
+    z = q_sample(S, x0, torch.full((2,), s.timesteps[0]), eps)
+    for t in s.timesteps:
+        out = s.step(eps, t, z)
+        t_prev = s.previous_timestep(t)
+        expected = x0 if t_prev < 0 else q_sample(S, x0, torch.full((2,), t_prev), eps)
+        torch.testing.assert_close(out.prev_sample, expected, atol=2e-4, rtol=1e-4)
+        z = out.prev_sample
+
+
+def test_ddpm_step_hand_computed():
+    s = DDPMSampler(S)
+    s.set_timesteps(2)  # 1023, 511
+    z, eps = torch.full((1, 1, 1, 1, 1), 0.5), torch.full((1, 1, 1, 1, 1), 0.2)
+    out = s.step(eps, 1023, z, torch.Generator().manual_seed(3))
+    noise = torch.randn((1, 1, 1, 1, 1), generator=torch.Generator().manual_seed(3)).item()
+    a_t, a_p = ab(1023), ab(511)
+    beta = 1 - a_t / a_p
+    x0 = (0.5 - math.sqrt(1 - a_t) * 0.2) / math.sqrt(a_t)
+    mean = (
+        math.sqrt(a_p) * beta / (1 - a_t) * x0 + math.sqrt(1 - beta) * (1 - a_p) / (1 - a_t) * 0.5
+    )
+    std = math.sqrt(beta * (1 - a_p) / (1 - a_t))
+    assert out.prev_sample.item() == pytest.approx(mean + std * noise, rel=1e-4)
+    # The last step returns the clean estimate without noise.
+    last = s.step(eps, 511, z, torch.Generator().manual_seed(3))
+    torch.testing.assert_close(last.prev_sample, last.pred_original_sample)
+
+
+def test_ddim_eta_one_equals_ddpm_posterior():
+    """DDIM with eta = 1 samples the same posterior as DDPM: same noise, same result."""
+    ddim, ddpm = make_sampler(SamplerKind.DDIM, S, eta=1.0), make_sampler(SamplerKind.DDPM, S)
+    for s in (ddim, ddpm):
+        s.set_timesteps(16)
+    g = torch.Generator().manual_seed(1)
+    z, eps = torch.randn(1, 3, 4, 4, 4, generator=g), torch.randn(1, 3, 4, 4, 4, generator=g)
+    for t in (1023, 511, 127):
+        a = ddim.step(eps, t, z, torch.Generator().manual_seed(7)).prev_sample
+        b = ddpm.step(eps, t, z, torch.Generator().manual_seed(7)).prev_sample
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
