@@ -196,7 +196,9 @@ def _lesion(args: argparse.Namespace) -> None:
 def _demo(args: argparse.Namespace) -> None:
     from usbrain.demo import run_demo
 
-    report = run_demo(args.out, subjects=args.subjects, size=args.size, seed=args.seed)
+    report = run_demo(
+        args.out, subjects=args.subjects, size=args.size, seed=args.seed, overrides=args.set
+    )
     print(f"demo report: {report}")
 
 
@@ -366,6 +368,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--subjects", type=int, default=24)
     p.add_argument("--size", type=int, default=64)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a tiny-preset config value, e.g. --set train_diffusion.steps=100",
+    )
     return parser
 
 

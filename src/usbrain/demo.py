@@ -1,8 +1,12 @@
 """``make demo``: the main job on built-in data, end to end, with a report to look at.
 
-At this stage: build the synthetic cohort from the MNI152 template, check it, bring it to the
-``tiny`` model space, and write montages and a Markdown report. Later stages add training and the
-four tasks.
+1. Build the synthetic cohort from the MNI152 template, check it and bring it to the ``tiny``
+   model space (montages of each kind of subject).
+2. Train the ``tiny`` preset: autoencoder, latent cache, paired denoisers → ``train/pipeline``.
+3. Run the four tasks on the held-out (test) subjects, score the edits against the cohort's
+   ground truth (:mod:`usbrain.evaluate.tasks`) and collect the montages.
+
+Everything lands in one folder, written atomically, with ``report.md`` on top.
 """
 
 from __future__ import annotations
@@ -15,10 +19,11 @@ import nibabel as nib
 import numpy as np
 from scipy import ndimage
 
-from usbrain.config import space_preset
+from usbrain.config import load_config
 from usbrain.data.cache import prepare
 from usbrain.data.cohort import write_cohort
 from usbrain.data.pseudo import white_matter_mean
+from usbrain.demo_tasks import report_section, run_tasks, train_tiny
 from usbrain.files import atomic_dir
 from usbrain.viz import comparison, save_figure, save_montage
 
@@ -56,8 +61,18 @@ def _pick(rows: list[dict[str, str]]) -> list[dict[str, str]]:
     return list(seen.values())
 
 
-def run_demo(out: str | Path, subjects: int = 24, size: int = 64, seed: int = 0) -> Path:
-    """Run the demo into ``out`` (replaced whole, atomically) and return its report's path."""
+def run_demo(
+    out: str | Path,
+    subjects: int = 24,
+    size: int = 64,
+    seed: int = 0,
+    overrides: list[str] | None = None,
+) -> Path:
+    """Run the demo into ``out`` (replaced whole, atomically) and return its report's path.
+
+    ``overrides`` change the ``tiny`` config (``key=value``, as ``--set`` does).
+    """
+    config = load_config(PRESET, overrides=overrides)
     out = Path(out)
     start = time.perf_counter()
     with atomic_dir(out, overwrite=True) as tmp:
@@ -66,7 +81,7 @@ def run_demo(out: str | Path, subjects: int = 24, size: int = 64, seed: int = 0)
         with manifest.open(newline="") as f:
             rows = list(csv.DictReader(f))
         t_cohort = time.perf_counter() - start
-        prepare(manifest, tmp / "cache", space_preset(PRESET), seed=seed)
+        prepare(manifest, tmp / "cache", config.space, seed=seed)
         t_prepare = time.perf_counter() - start - t_cohort
 
         figures = tmp / "figures"
@@ -93,13 +108,26 @@ def run_demo(out: str | Path, subjects: int = 24, size: int = 64, seed: int = 0)
             )
 
         checks = [subject_checks(r, cohort_root) for r in rows]
-        report = tmp / "report.md"
-        report.write_text(_report(rows, checks, picked, subjects, size, seed, t_cohort, t_prepare))
+        lines = _report(rows, checks, picked, config, subjects, size, seed, t_cohort, t_prepare)
+
+        training = train_tiny(config, tmp / "cache", tmp / "train")
+        test_rows = [r for r in rows if r["split"] == "test"]
+        label = out.resolve() / training.pipeline.relative_to(tmp)
+        run = run_tasks(training.pipeline, cohort_root, test_rows, tmp / "tasks", label, seed)
+        lines += report_section(training, run, figures, tmp)
+        lines += [
+            "Files: `cohort/` (healthy, pathological, mask and brain NIfTI per subject, "
+            "`manifest.csv`), `cache/` (the model-space cache training reads), `train/` "
+            "(runs with metrics.jsonl and TensorBoard logs; `train/diffusion/pipeline` is the "
+            "model), `tasks/` (one folder per result: NIfTI, montage, JSON sidecar), `figures/`.",
+            "",
+        ]
+        (tmp / "report.md").write_text("\n".join(lines))
     return out / "report.md"
 
 
-def _report(rows, checks, picked, subjects, size, seed, t_cohort, t_prepare) -> str:
-    space = space_preset(PRESET)
+def _report(rows, checks, picked, config, subjects, size, seed, t_cohort, t_prepare) -> list[str]:
+    space = config.space
     lines = [
         "# usbrain demo",
         "",
@@ -132,9 +160,4 @@ def _report(rows, checks, picked, subjects, size, seed, t_cohort, t_prepare) -> 
             f"![{s} model space](figures/{s}_model.png)",
             "",
         ]
-    lines += [
-        "Files: `cohort/` (healthy, pathological, mask and brain NIfTI per subject, "
-        "`manifest.csv`), `cache/` (the model-space cache training reads), `figures/`.",
-        "",
-    ]
-    return "\n".join(lines)
+    return lines

@@ -1,0 +1,273 @@
+"""The model half of ``make demo``: train the tiny preset, run the four tasks on held-out
+cohort subjects and score them against the cohort's ground truth."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from usbrain.config import Config, SamplingConfig
+from usbrain.data.nifti import load_image, load_mask
+from usbrain.evaluate.tasks import heal_scores, lesion_scores
+from usbrain.pipeline import Pipeline
+from usbrain.tasks.condition import condition
+from usbrain.tasks.generate import generate
+from usbrain.tasks.heal import heal
+from usbrain.tasks.lesion import lesion
+from usbrain.tasks.outputs import provenance, sidecar, write_result
+from usbrain.train.distributed import init_world
+from usbrain.train.run import encode, train_autoencoder, train_paired
+
+GENERATED = 4  # pathological samples; half as many healthy ones
+
+
+@dataclass
+class Training:
+    pipeline: Path
+    seconds: dict[str, float]
+    autoencoder: dict[str, float]  # last validation of the autoencoder
+    diffusion_first: dict[str, float]  # validation losses at step 0
+    diffusion_last: dict[str, float]
+
+
+def _validations(run: Path) -> list[dict[str, float]]:
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    rows = [json.loads(line) for line in lines]
+    return [r for r in rows if any(k.startswith("val/") for k in r)]
+
+
+def train_tiny(config: Config, cache: Path, root: Path) -> Training:
+    """Autoencoder, latent cache and paired denoisers on the prepared cohort, under ``root``."""
+    world = init_world(None)
+    seconds = {}
+    t0 = time.perf_counter()
+    ae_ck = train_autoencoder(config, cache, root / "autoencoder", world)
+    seconds["autoencoder"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    latents = encode(ae_ck, cache, root / "latents", world.device)
+    seconds["encode"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    pipeline = train_paired(config, latents, root / "diffusion", world)
+    seconds["diffusion"] = time.perf_counter() - t0
+    diffusion = _validations(root / "diffusion")
+    return Training(
+        pipeline,
+        seconds,
+        _validations(root / "autoencoder")[-1],
+        diffusion[0],
+        diffusion[-1],
+    )
+
+
+@dataclass
+class TaskRun:
+    """Scores per task (one dict per subject or sample) and the result folders."""
+
+    heal: list[dict] = field(default_factory=list)
+    lesion: list[dict] = field(default_factory=list)
+    condition: list[dict] = field(default_factory=list)
+    generate: list[dict] = field(default_factory=list)
+    folders: dict[str, list[Path]] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+
+
+def _write(result, out: Path, command: str, inputs: dict, pipe, label: Path, sampling) -> Path:
+    record = sidecar(command, sampling, inputs, result, provenance(pipe, label))
+    return write_result(result, out, record, f"{command} · {out.name}")
+
+
+def _arr(volume) -> np.ndarray:
+    return np.asarray(volume.data, dtype=np.float32)
+
+
+@torch.inference_mode()
+def run_tasks(
+    pipeline_dir: Path, cohort: Path, rows: list[dict], out: Path, label: Path, seed: int
+) -> TaskRun:
+    """All four tasks on the test ``rows`` of the cohort manifest; results under ``out``.
+
+    ``label``: the pipeline path the sidecars record (where it will be once the demo is done).
+    """
+    pipe = Pipeline.from_pretrained(pipeline_dir)
+    sampling = pipe.config.sampling
+    run = TaskRun(sampling=sampling)
+    sick = [r for r in rows if r["kind"] != "healthy"]
+
+    t0 = time.perf_counter()
+    for row in sick:
+        image, mask = load_image(cohort / row["image"]), load_mask(cohort / row["mask"])
+        healthy = load_image(cohort / row["healthy_image"])
+        result = heal(pipe, image, mask, sampling, seed)
+        folder = _write(result, out / "heal" / row["subject"], "heal", row, pipe, label, sampling)
+        scores = heal_scores(_arr(result.image), _arr(image), _arr(healthy), mask.data)
+        run.heal.append({"subject": row["subject"], "kind": row["kind"], **scores})
+        run.folders.setdefault("heal", []).append(folder)
+    run.seconds["heal"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    for row in sick:
+        healthy, mask = load_image(cohort / row["healthy_image"]), load_mask(cohort / row["mask"])
+        truth = load_image(cohort / row["image"])
+        result = lesion(pipe, healthy, mask, sampling, seed)
+        folder = _write(
+            result, out / "lesion" / row["subject"], "lesion", row, pipe, label, sampling
+        )
+        scores = lesion_scores(_arr(result.image), _arr(healthy), mask.data, _arr(truth))
+        run.lesion.append({"subject": row["subject"], "kind": row["kind"], **scores})
+        run.folders.setdefault("lesion", []).append(folder)
+    run.seconds["lesion"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    for row in sick:
+        mask = load_mask(cohort / row["mask"])
+        (result,) = condition(pipe, mask, 1, sampling, seed)
+        folder = _write(
+            result, out / "condition" / row["subject"], "condition", row, pipe, label, sampling
+        )
+        run.condition.append({"subject": row["subject"], **result.info})
+        run.folders.setdefault("condition", []).append(folder)
+    run.seconds["condition"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    for healthy_only, n in ((False, GENERATED), (True, GENERATED // 2)):
+        for i, result in enumerate(generate(pipe, n, sampling, seed, healthy=healthy_only)):
+            name = f"{'healthy' if healthy_only else 'pair'}_{i:02d}"
+            folder = _write(result, out / "generate" / name, "generate", {}, pipe, label, sampling)
+            run.generate.append({"sample": name, **result.info})
+            run.folders.setdefault("generate", []).append(folder)
+    run.seconds["generate"] = time.perf_counter() - t0
+    return run
+
+
+def _fmt(v: float, digits: int = 2) -> str:
+    return "—" if v != v else ("∞" if v == float("inf") else f"{v:.{digits}f}")
+
+
+def _table(rows: list[dict], columns: list[tuple[str, str, int]]) -> list[str]:
+    lines = [
+        "| " + " | ".join(h for h, _, _ in columns) + " |",
+        "|" + "---|" * len(columns),
+    ]
+    for row in rows:
+        cells = [
+            _fmt(row[k], d) if isinstance(row[k], float) else str(row[k]) for _, k, d in columns
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def _median(rows: list[dict], key: str) -> float:
+    values = [r[key] for r in rows if r[key] == r[key]]
+    return float(np.median(values)) if values else float("nan")
+
+
+def report_section(training: Training, run: TaskRun, figures: Path, root: Path) -> list[str]:
+    """Markdown for the training and task results; copies one montage per task to ``figures``."""
+    ae, first, last = training.autoencoder, training.diffusion_first, training.diffusion_last
+    pairs = [r for r in run.generate if not r["healthy"]]
+    in_brain_condition = _fmt(_median(run.condition, "lesion_in_brain"))
+    in_brain_pairs = _fmt(_median(pairs, "lesion_in_brain"))
+    total = sum(training.seconds.values())
+    lines = [
+        "## Training (`tiny` preset)",
+        "",
+        f"Whole training {total / 60:.1f} min: autoencoder {training.seconds['autoencoder']:.0f} s,"
+        f" encoding {training.seconds['encode']:.0f} s, paired denoisers "
+        f"{training.seconds['diffusion']:.0f} s.",
+        "",
+        "| autoencoder (validation) | value |",
+        "|---|---|",
+        f"| image PSNR (dB) | {ae['val/psnr']:.2f} |",
+        f"| image SSIM | {ae['val/ssim']:.3f} |",
+        f"| mask Dice, lesions ≥ 5 mL (n = {ae['val/n_large']:.0f}) "
+        f"| {_fmt(ae['val/dice_large'])} |",
+        f"| mask Dice, lesions < 5 mL (n = {ae['val/n_small']:.0f}) "
+        f"| {_fmt(ae['val/dice_small'])} |",
+        "",
+        "| denoiser validation loss | step 0 | last | last / first |",
+        "|---|---|---|---|",
+    ]
+    for key in ("val/loss_lesion", "val/loss_brain"):
+        lines.append(
+            f"| {key[9:]} | {first[key]:.3f} | {last[key]:.3f} | {last[key] / first[key]:.2f} |"
+        )
+    lines += [
+        "",
+        f"Pipeline: `{training.pipeline.relative_to(root)}` (load it with "
+        "`Pipeline.from_pretrained` or pass it to any task command as `--checkpoint`).",
+        "",
+        "## The four tasks on held-out subjects",
+        "",
+        f"Test-split subjects with a lesion: {len(run.heal)}. Sampling: {run.sampling.sampler} "
+        f"with {run.sampling.steps} steps; heal from t = {run.sampling.t_start_heal}, lesion "
+        f"from t = {run.sampling.t_start_lesion}; ACG + LCG as configured (sidecars list all).",
+        "",
+        "### Heal",
+        "",
+        f"Median in-lesion MAE to the known healthy scan: output / input = "
+        f"{_fmt(_median(run.heal, 'mae_ratio'))}; median PSNR to the input outside the dilated "
+        f"lesion {_fmt(_median(run.heal, 'psnr_outside'), 1)} dB ({run.seconds['heal']:.0f} s).",
+        "",
+        *_table(
+            run.heal,
+            [
+                ("subject", "subject", 0),
+                ("kind", "kind", 0),
+                ("MAE in lesion, output", "mae_lesion_output", 4),
+                ("MAE in lesion, input", "mae_lesion_input", 4),
+                ("ratio", "mae_ratio", 2),
+                ("PSNR outside (dB)", "psnr_outside", 1),
+            ],
+        ),
+        "",
+        "### Lesion insertion",
+        "",
+        f"Median intensity inside the target mask after / before "
+        f"{_fmt(_median(run.lesion, 'intensity_ratio'))}; median PSNR to the input outside the "
+        f"dilated mask {_fmt(_median(run.lesion, 'psnr_outside'), 1)} dB "
+        f"({run.seconds['lesion']:.0f} s).",
+        "",
+        *_table(
+            run.lesion,
+            [
+                ("subject", "subject", 0),
+                ("kind", "kind", 0),
+                ("intensity after / before", "intensity_ratio", 2),
+                ("PSNR outside (dB)", "psnr_outside", 1),
+                ("MAE to true lesion scan", "mae_lesion_output", 4),
+                ("MAE of input to it", "mae_lesion_input", 4),
+            ],
+        ),
+        "",
+        "### Conditional and unconditional generation",
+        "",
+        f"Fraction of lesion voxels inside the generated brain: median {in_brain_condition} "
+        f"(condition), {in_brain_pairs} (generated pairs); lesion voxels of healthy samples: "
+        f"{', '.join(str(r['lesion_voxels']) for r in run.generate if r['healthy'])}.",
+        "",
+    ]
+    gen_rows = [{"name": r["subject"], **r} for r in run.condition] + [
+        {"name": r["sample"], **r} for r in run.generate
+    ]
+    lines += _table(
+        gen_rows,
+        [
+            ("condition mask / generated sample", "name", 0),
+            ("lesion voxels", "lesion_voxels", 0),
+            ("fraction inside the generated brain", "lesion_in_brain", 2),
+        ],
+    )
+    lines += ["", "### Montages", ""]
+    for task, folders in run.folders.items():
+        for folder in folders[:2]:
+            name = f"{task}_{folder.name}.png"
+            shutil.copyfile(folder / "montage.png", figures / name)
+            lines += [f"![{task} {folder.name}](figures/{name})", ""]
+    return lines

@@ -1,0 +1,58 @@
+"""Scores of edits against what the built-in cohort knows (native grids, native intensities).
+
+- heal: in-lesion MAE of the output to the known healthy scan, next to the input's own in-lesion
+  MAE (what healing must shrink), and PSNR to the input outside the dilated lesion (what it must
+  leave alone);
+- lesion insertion: mean intensity inside the target mask after / before (T1 lesions are dark),
+  PSNR to the input outside the dilated mask, and, when the true pathological scan is known, the
+  in-lesion MAE to it.
+
+Outside regions are restricted to the input's brain (the zero background would flatter PSNR);
+PSNR uses the input's maximum as its data range.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from usbrain.data.preprocess import brain_mask
+from usbrain.evaluate.regions import dilated, region_mae, region_mean, region_psnr
+
+OUTSIDE_DILATION = 2  # native voxels between the lesion and the "outside" region
+
+
+def _regions(source: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    lesion = mask > 0
+    outside = brain_mask(source) & ~dilated(mask, OUTSIDE_DILATION)
+    return lesion, outside
+
+
+def heal_scores(
+    output: np.ndarray, source: np.ndarray, healthy: np.ndarray, mask: np.ndarray
+) -> dict[str, float]:
+    """``output``: healed scan; ``source``: its input; ``healthy``: ground truth; all one grid."""
+    lesion, outside = _regions(source, mask)
+    mae_out = region_mae(output, healthy, lesion)
+    mae_in = region_mae(source, healthy, lesion)
+    return {
+        "mae_lesion_output": mae_out,
+        "mae_lesion_input": mae_in,
+        "mae_ratio": mae_out / mae_in if mae_in > 0 else float("nan"),
+        "psnr_outside": region_psnr(output, source, outside, float(source.max())),
+    }
+
+
+def lesion_scores(
+    output: np.ndarray, source: np.ndarray, mask: np.ndarray, truth: np.ndarray | None = None
+) -> dict[str, float]:
+    """``output``: scan with the inserted lesion; ``source``: the healthy input; ``truth``: the
+    real pathological scan if known."""
+    lesion, outside = _regions(source, mask)
+    scores = {
+        "intensity_ratio": region_mean(output, lesion) / region_mean(source, lesion),
+        "psnr_outside": region_psnr(output, source, outside, float(source.max())),
+    }
+    if truth is not None:
+        scores["mae_lesion_output"] = region_mae(output, truth, lesion)
+        scores["mae_lesion_input"] = region_mae(source, truth, lesion)
+    return scores
