@@ -30,3 +30,26 @@ def test_paper_unet_size():
     model = PairedDenoiser(load_config("paper").unet, 3)
     n = sum(p.numel() for p in model.brain.parameters())
     assert 46.5e6 < n < 46.8e6  # design.md §3b: 46.6 M parameters per U-Net
+
+
+def test_activation_checkpointing_gives_the_same_gradients():
+    torch.manual_seed(0)
+    plain = PairedDenoiser(SMALL, latent_channels=3)
+    with torch.no_grad():
+        for p in plain.parameters():
+            p.normal_(0, 0.1)
+    recompute = PairedDenoiser(SMALL, latent_channels=3, checkpointing=True)
+    recompute.load_state_dict(plain.state_dict())  # same parameter names
+    z, t = torch.randn(2, 3, 8, 8, 8), torch.tensor([5, 50])
+    calls = {"plain": 0, "recompute": 0}
+    for name, model in (("plain", plain), ("recompute", recompute)):
+        inner = model.brain.down_blocks[0].resnets[0]
+        inner.register_forward_hook(lambda *_, name=name: calls.__setitem__(name, calls[name] + 1))
+    grads = []
+    for model in (plain, recompute):
+        model.zero_grad()
+        (model.eps_brain(z, t, z).square().mean() + model.eps_lesion(z, t, z).mean()).backward()
+        grads.append([p.grad.clone() for p in model.parameters()])
+    for a, b in zip(*grads, strict=True):
+        torch.testing.assert_close(a, b)
+    assert calls == {"plain": 1, "recompute": 2}  # run again in the backward pass

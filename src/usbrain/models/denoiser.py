@@ -9,9 +9,13 @@ The condition enters by channel concatenation: each U-Net takes 2C channels and 
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+
 import torch
 from monai.networks.nets import DiffusionModelUNet
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from usbrain.config import UNetConfig
 
@@ -30,6 +34,20 @@ def build_unet(config: UNetConfig, latent_channels: int) -> DiffusionModelUNet:
     )
 
 
+def _recompute_in_backward(forward: Callable, *args, **kwargs):
+    if torch.is_grad_enabled():
+        return checkpoint(forward, *args, use_reentrant=False, **kwargs)
+    return forward(*args, **kwargs)
+
+
+def checkpoint_blocks(unet: DiffusionModelUNet) -> None:
+    """Activation checkpointing for MONAI's U-Net, which has no option for it: each down, middle
+    and up block keeps only its inputs and recomputes its activations in the backward pass.
+    Parameter names (and so checkpoints) are unchanged; without gradients nothing changes."""
+    for block in [*unet.down_blocks, unet.middle_block, *unet.up_blocks]:
+        block.forward = functools.partial(_recompute_in_backward, block.forward)
+
+
 class PairedDenoiser(nn.Module):
     """The lesion and brain U-Nets as one module (one checkpoint, one optimizer per model).
 
@@ -42,10 +60,15 @@ class PairedDenoiser(nn.Module):
     (torch.Size([2, 3, 4, 4, 4]), torch.Size([2, 3, 4, 4, 4]))
     """
 
-    def __init__(self, config: UNetConfig, latent_channels: int) -> None:
+    def __init__(
+        self, config: UNetConfig, latent_channels: int, checkpointing: bool = False
+    ) -> None:
         super().__init__()
         self.lesion = build_unet(config, latent_channels)
         self.brain = build_unet(config, latent_channels)
+        if checkpointing:
+            checkpoint_blocks(self.lesion)
+            checkpoint_blocks(self.brain)
 
     def eps_lesion(self, m_t: torch.Tensor, t: torch.Tensor, x_t: torch.Tensor) -> torch.Tensor:
         """Predicted noise of the mask latent ``m_t`` given the noisy brain ``x_t``."""

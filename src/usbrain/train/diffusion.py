@@ -45,7 +45,11 @@ class DiffusionJob:
         self.autoencoder = autoencoder  # only to show decoded estimates in TensorBoard
         self.schedule = make_schedule(config)
         torch.manual_seed(config.seed)  # the initial weights are part of what the seed fixes
-        self.model = PairedDenoiser(config.unet, config.autoencoder.latent_channels)
+        self.model = PairedDenoiser(
+            config.unet,
+            config.autoencoder.latent_channels,
+            checkpointing=config.train_diffusion.activation_checkpointing,
+        )
         self.objective = PairedObjective(self.model, self.schedule, config.diffusion.condition_clip)
         self.train = train
         self.val = val
