@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from usbrain.config import Precision, load_config, save_config, space_preset
@@ -64,3 +66,10 @@ def test_bad_files(tmp_path):
     (tmp_path / "y.yaml").write_text("preset: huge\n")
     with pytest.raises(ConfigError, match="unknown preset 'huge'"):
         load_config(path=tmp_path / "y.yaml")
+
+
+@pytest.mark.parametrize("name", ["tiny", "paper"])
+def test_config_files_spell_out_the_presets(name):
+    path = Path(__file__).parents[1] / "configs" / f"{name}.yaml"
+    assert load_config(name, path=path) == load_config(name)
+    assert load_config("paper" if name == "tiny" else "tiny", path=path) == load_config(name)

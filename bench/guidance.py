@@ -1,0 +1,98 @@
+"""Edit guidance variants side by side on the held-out subjects of a demo run.
+
+For each variant (design.md §2's choices: ACG/LCG on or off, the pull target, the soft lesion
+map, the number of steps) heal and lesion-insert every test subject with a lesion, and print the
+median scores of :mod:`usbrain.evaluate.tasks`: heal in-lesion MAE output/input (lower is
+better), lesion intensity after/before (lower: a clearer lesion) and PSNR outside the dilated
+lesion (higher: anatomy kept).
+
+    python bench/guidance.py [--demo demo_out] [--variants default,no-acg,...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from usbrain.config import LesionMap, PullTarget
+from usbrain.data.nifti import load_image, load_mask
+from usbrain.evaluate.tasks import heal_scores, lesion_scores
+from usbrain.pipeline import Pipeline
+from usbrain.tasks.heal import heal
+from usbrain.tasks.lesion import lesion
+
+
+def variants(base):
+    g = base.guidance
+    return {
+        "default": base,
+        "no-acg": replace(base, guidance=replace(g, anatomy=False)),
+        "no-lcg": replace(base, guidance=replace(g, lesion=False)),
+        "no-guidance": replace(base, guidance=replace(g, anatomy=False, lesion=False)),
+        "noised-target": replace(base, guidance=replace(g, pull_target=PullTarget.NOISED)),
+        "latent-map": replace(base, guidance=replace(g, lesion_map=LesionMap.LATENT)),
+        "alpha0=5": replace(base, guidance=replace(g, alpha0=5.0)),
+        "alpha0=80": replace(base, guidance=replace(g, alpha0=80.0)),
+        "steps=300": replace(base, steps=300),
+        "steps=20": replace(base, steps=20),
+    }
+
+
+def median(values):
+    values = [v for v in values if v == v]
+    return float(np.median(values)) if values else float("nan")
+
+
+@torch.inference_mode()
+def score(pipe, sampling, rows, cohort: Path) -> dict[str, float]:
+    heals, lesions = [], []
+    for row in rows:
+        sick, mask = load_image(cohort / row["image"]), load_mask(cohort / row["mask"])
+        healthy = load_image(cohort / row["healthy_image"])
+        healed = heal(pipe, sick, mask, sampling, seed=0).image.data
+        heals.append(heal_scores(healed, sick.data, healthy.data, mask.data))
+        inserted = lesion(pipe, healthy, mask, sampling, seed=0).image.data
+        lesions.append(lesion_scores(inserted, healthy.data, mask.data, sick.data))
+    return {
+        "heal MAE ratio": median([h["mae_ratio"] for h in heals]),
+        "heal PSNR out": median([h["psnr_outside"] for h in heals]),
+        "lesion int. ratio": median([s["intensity_ratio"] for s in lesions]),
+        "lesion PSNR out": median([s["psnr_outside"] for s in lesions]),
+        "lesion MAE ratio": median(
+            [s["mae_lesion_output"] / s["mae_lesion_input"] for s in lesions]
+        ),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--demo", type=Path, default=Path("demo_out"))
+    parser.add_argument("--variants", default=None, help="comma-separated names (default all)")
+    parser.add_argument("--split", default="test")
+    args = parser.parse_args()
+    cohort = args.demo / "cohort"
+    with (cohort / "manifest.csv").open(newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r["split"] == args.split and r["kind"] != "healthy"]
+    pipe = Pipeline.from_pretrained(args.demo / "train" / "diffusion" / "pipeline")
+    table = variants(pipe.config.sampling)
+    names = args.variants.split(",") if args.variants else list(table)
+    print(f"{len(rows)} {args.split} subjects with a lesion; medians")
+    header = None
+    for name in names:
+        start = time.perf_counter()
+        scores = score(pipe, table[name], rows, cohort)
+        if header is None:
+            header = ["variant", *scores, "seconds"]
+            print(" | ".join(f"{h:>17}" for h in header))
+        cells = [f"{v:17.3f}" for v in scores.values()]
+        print(f"{name:>17} | " + " | ".join(cells) + f" | {time.perf_counter() - start:17.1f}")
+
+
+if __name__ == "__main__":
+    main()
