@@ -8,6 +8,7 @@ with the weights (not the Stable Diffusion constant 0.18215, which belongs to an
 from __future__ import annotations
 
 import torch
+from monai.inferers import sliding_window_inference
 from monai.networks.nets import AutoencoderKL
 from torch import nn
 
@@ -64,3 +65,23 @@ class Autoencoder(nn.Module):
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Volume (B, 1, D, H, W) from a scaled latent."""
         return self.net.decode(z / self.scale_factor)
+
+    def encode_tiled(self, x: torch.Tensor, tile: int, overlap: float = 0.5) -> torch.Tensor:
+        """:meth:`encode` by overlapping windows of ``tile * f`` voxels per axis, blended with
+        Gaussian weights: peak memory depends on the window, not the volume.
+
+        ``tile`` (latent voxels) must be even so windows start on the latent grid. GroupNorm
+        statistics are per window, so the result approximates the whole-volume encoding.
+        """
+        f = self.config.downsampling
+        mu = sliding_window_inference(
+            x, (tile * f,) * 3, 1, lambda p: self.net.encode(p)[0], overlap, mode="gaussian"
+        )
+        return mu * self.scale_factor
+
+    def decode_tiled(self, z: torch.Tensor, tile: int, overlap: float = 0.5) -> torch.Tensor:
+        """:meth:`decode` by overlapping latent windows of ``tile`` voxels (even), blended with
+        Gaussian weights; see :meth:`encode_tiled`."""
+        return sliding_window_inference(
+            z / self.scale_factor, (tile,) * 3, 1, self.net.decode, overlap, mode="gaussian"
+        )
