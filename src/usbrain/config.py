@@ -140,6 +140,7 @@ class SamplingConfig:
     t_start_heal: int = 300  # edits noise the input to this step, then denoise
     t_start_lesion: int = 500
     threshold: float = 0.5  # decoded mask → binary
+    precision: Precision = Precision.FP32  # of the U-Nets while sampling (bf16/fp16 autocast)
     guidance: GuidanceConfig = field(default_factory=GuidanceConfig)
 
 

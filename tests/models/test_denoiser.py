@@ -3,7 +3,7 @@ from __future__ import annotations
 import torch
 
 from usbrain.config import UNetConfig, load_config
-from usbrain.models.denoiser import PairedDenoiser
+from usbrain.models.denoiser import AutocastDenoiser, PairedDenoiser
 
 SMALL = UNetConfig(
     channels=(8, 8), attention_levels=(False, True), num_head_channels=8, norm_num_groups=4
@@ -53,3 +53,17 @@ def test_activation_checkpointing_gives_the_same_gradients():
     for a, b in zip(*grads, strict=True):
         torch.testing.assert_close(a, b)
     assert calls == {"plain": 1, "recompute": 2}  # run again in the backward pass
+
+
+def test_autocast_denoiser_returns_float32_close_to_full_precision():
+    torch.manual_seed(0)
+    model = PairedDenoiser(SMALL, latent_channels=3).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_(0, 0.1)
+        fast = AutocastDenoiser(model, torch.bfloat16)
+        z, t = torch.randn(1, 3, 8, 8, 8), torch.tensor([7])
+        for name in ("eps_lesion", "eps_brain"):
+            full, half = getattr(model, name)(z, t, z), getattr(fast, name)(z, t, z)
+            assert half.dtype == torch.float32
+            assert (half - full).abs().mean() < 0.02 * full.abs().mean()

@@ -77,3 +77,23 @@ class PairedDenoiser(nn.Module):
     def eps_brain(self, x_t: torch.Tensor, t: torch.Tensor, m0_hat: torch.Tensor) -> torch.Tensor:
         """Predicted noise of the brain latent ``x_t`` given the clean-mask estimate."""
         return self.brain(torch.cat([x_t, m0_hat], dim=1), t)
+
+
+class AutocastDenoiser:
+    """A :class:`PairedDenoiser` whose predictions run under autocast to ``dtype`` (bf16 on CPU,
+    bf16/fp16 on GPU) and come back as float32, so the sampler's arithmetic stays float32."""
+
+    def __init__(self, denoiser: PairedDenoiser, dtype: torch.dtype) -> None:
+        self.denoiser = denoiser
+        self.dtype = dtype
+
+    def _autocast(self, like: torch.Tensor):
+        return torch.autocast(like.device.type, dtype=self.dtype)
+
+    def eps_lesion(self, m_t: torch.Tensor, t: torch.Tensor, x_t: torch.Tensor) -> torch.Tensor:
+        with self._autocast(m_t):
+            return self.denoiser.eps_lesion(m_t, t, x_t).float()
+
+    def eps_brain(self, x_t: torch.Tensor, t: torch.Tensor, m0_hat: torch.Tensor) -> torch.Tensor:
+        with self._autocast(x_t):
+            return self.denoiser.eps_brain(x_t, t, m0_hat).float()

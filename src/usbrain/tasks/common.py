@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from usbrain.config import SamplingConfig
+from usbrain.config import Precision, SamplingConfig
 from usbrain.data.geometry import Geometry, model_affine
 from usbrain.data.nifti import Volume, check_same_grid
 from usbrain.data.preprocess import (
@@ -25,6 +25,7 @@ from usbrain.data.preprocess import (
 )
 from usbrain.diffusion.samplers import Sampler, make_sampler
 from usbrain.errors import InputError
+from usbrain.models.denoiser import AutocastDenoiser, PairedDenoiser
 from usbrain.pipeline import Pipeline
 
 # Centroid of the MNI152 2009a brain mask (mm): generated volumes are centred here, and masks
@@ -55,6 +56,14 @@ def sampler_for(pipe: Pipeline, sampling: SamplingConfig) -> Sampler:
     sampler = make_sampler(sampling.sampler, pipe.schedule, sampling.eta)
     sampler.set_timesteps(sampling.steps)
     return sampler
+
+
+def denoiser_for(pipe: Pipeline, sampling: SamplingConfig) -> PairedDenoiser | AutocastDenoiser:
+    """The pipeline's denoiser, under autocast when ``sampling.precision`` asks for it."""
+    if sampling.precision is Precision.FP32:
+        return pipe.denoiser
+    dtype = torch.bfloat16 if sampling.precision is Precision.BF16 else torch.float16
+    return AutocastDenoiser(pipe.denoiser, dtype)
 
 
 def sampling_config(pipe: Pipeline, **changes: Any) -> SamplingConfig:

@@ -20,6 +20,7 @@ from usbrain.tasks.common import (
     brain_fraction,
     check_lesion_kept,
     decode,
+    denoiser_for,
     device_of,
     encode,
     generator,
@@ -50,7 +51,7 @@ def condition(
         gen = generator(seed + i)
         start = randn(tuple(condition_latent.shape), gen, device)
         x = sample_brain(
-            pipe.denoiser,
+            denoiser_for(pipe, sampling),
             sampler,
             condition_latent,
             start,

@@ -26,7 +26,15 @@ from usbrain.diffusion.guidance import ConsistencyGuidance, soft_lesion_map
 from usbrain.diffusion.schedule import q_sample
 from usbrain.errors import ConfigError
 from usbrain.pipeline import Pipeline
-from usbrain.tasks.common import decode, device_of, dilate, empty_mask_latent, encode, sampler_for
+from usbrain.tasks.common import (
+    decode,
+    denoiser_for,
+    device_of,
+    dilate,
+    empty_mask_latent,
+    encode,
+    sampler_for,
+)
 
 BLEND_DILATION = 2  # model-space voxels around the lesion that --blend lets change
 
@@ -91,7 +99,14 @@ def edit(
             cfg, pipe.schedule, x_src, soft if cfg.lesion else None, noise, horizon=timesteps[0]
         )
     x_edit = sample_brain(
-        pipe.denoiser, sampler, condition, start, timesteps, gen, guidance, progress=progress
+        denoiser_for(pipe, sampling),
+        sampler,
+        condition,
+        start,
+        timesteps,
+        gen,
+        guidance,
+        progress=progress,
     )
     delta = decode(pipe, x_edit) - decode(pipe, x_src)
     out = write_back(image, delta, prepared.geometry, lesion_m if blend else None)

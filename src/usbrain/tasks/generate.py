@@ -18,6 +18,7 @@ from usbrain.tasks.common import (
     Result,
     brain_fraction,
     decode,
+    denoiser_for,
     device_of,
     empty_mask_latent,
     generator,
@@ -49,7 +50,7 @@ def generate(
         gen = generator(seed + i)
         if empty is not None:
             x = sample_brain(
-                pipe.denoiser,
+                denoiser_for(pipe, sampling),
                 sampler,
                 empty,
                 randn(shape, gen, device),
@@ -60,7 +61,7 @@ def generate(
             mask = np.zeros(pipe.config.space.size, dtype=np.uint8)
         else:
             x, m = sample_pair(
-                pipe.denoiser,
+                denoiser_for(pipe, sampling),
                 sampler,
                 shape,
                 gen,

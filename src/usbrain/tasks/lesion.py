@@ -21,6 +21,7 @@ from usbrain.tasks.common import (
     Result,
     check_inside_brain,
     decode,
+    denoiser_for,
     encode,
     generator,
     prepare_edit,
@@ -51,7 +52,9 @@ def lesion(
     prepared = prepare_edit(pipe, image, mask)
     if mask is None:
         x_src = encode(pipe, prepared.image)
-        m0 = sample_lesion(pipe.denoiser, sampler_for(pipe, sampling), x_src, gen, progress)
+        m0 = sample_lesion(
+            denoiser_for(pipe, sampling), sampler_for(pipe, sampling), x_src, gen, progress
+        )
         lesion_m = (decode(pipe, m0) > sampling.threshold) & brain_mask(prepared.image)
         if not lesion_m.any():
             raise NoLesionProposed(
