@@ -41,9 +41,9 @@ def _volume(shape) -> torch.Tensor:
 
 
 def run_one(args: argparse.Namespace) -> None:
-    mode, preset, tile, checkpoint, out = args.child, args.preset, args.tile, args.checkpoint, args.out
-    ae = _ae(preset, checkpoint)
-    x = _volume(tuple(load_config(preset).space.size))
+    mode, tile = args.child, args.tile
+    ae = _ae(args.preset, args.checkpoint)
+    x = _volume(tuple(load_config(args.preset).space.size))
     start = time.perf_counter()
     with torch.inference_mode():
         if mode == "whole":
@@ -51,7 +51,7 @@ def run_one(args: argparse.Namespace) -> None:
         else:
             y = ae.decode_tiled(ae.encode_tiled(x, tile, args.overlap), tile, args.overlap)
     seconds = time.perf_counter() - start
-    torch.save(y, out)
+    torch.save(y, args.out)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     print(json.dumps({"mode": mode, "seconds": seconds, "peak_gib": peak}))
 
