@@ -77,3 +77,16 @@ def test_replace_outside_keeps_the_source_outside_the_lesion():
     assert torch.equal(out.prev_sample[..., 0, 0, 0], src[..., 0, 0, 0] + 5)
     final = ReplaceOutside(s, src, keep, noise)(moved, t=5, t_prev=-1)
     torch.testing.assert_close(final.prev_sample[..., 1:, :, :], src[..., 1:, :, :])
+
+
+def test_replace_outside_factory_frees_exactly_the_soft_map():
+    from usbrain.config import GuidanceConfig
+    from usbrain.evaluate.baselines import replace_outside
+    from usbrain.tasks.edit import EditState
+
+    s = NoiseSchedule.linear(100, 1e-4, 2e-2)
+    soft = torch.zeros(1, 1, 4, 4, 4)
+    soft[..., 1, 1, 1] = 0.3
+    src = torch.zeros(1, 2, 4, 4, 4)
+    guide = replace_outside(EditState(GuidanceConfig(), s, src, soft, torch.zeros_like(src), 50))
+    assert guide.keep.sum() == 63 and guide.keep[0, 0, 1, 1, 1] == 0

@@ -31,6 +31,7 @@ from usbrain.data.preprocess import brain_mask
 from usbrain.data.pseudo import embed_lesion, white_matter_mean
 from usbrain.diffusion.samplers import StepOutput
 from usbrain.diffusion.schedule import NoiseSchedule, q_sample
+from usbrain.tasks.edit import EditState
 
 
 def fill_white_matter(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -87,6 +88,12 @@ def sdedit_config(sampling: SamplingConfig, keep_anatomy: bool = False) -> Sampl
     return replace(
         sampling, guidance=replace(sampling.guidance, anatomy=keep_anatomy, lesion=False)
     )
+
+
+def replace_outside(state: EditState) -> ReplaceOutside:
+    """Hard-mask inpainting for an edit: the lesion region is where its soft map is nonzero."""
+    keep = (state.soft_map <= 0).to(state.x_src.dtype)
+    return ReplaceOutside(state.schedule, state.x_src, keep, state.noise)
 
 
 class ReplaceOutside:

@@ -12,18 +12,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
-from usbrain.config import SamplingConfig
+from usbrain.config import GuidanceConfig, SamplingConfig
 from usbrain.data.geometry import Geometry
 from usbrain.data.nifti import Volume
 from usbrain.data.preprocess import Prepared, VolumeKind, brain_mask, to_native
-from usbrain.diffusion.chains import randn, sample_brain
+from usbrain.diffusion.chains import Guidance, randn, sample_brain
 from usbrain.diffusion.guidance import ConsistencyGuidance, soft_lesion_map
-from usbrain.diffusion.schedule import q_sample
+from usbrain.diffusion.schedule import NoiseSchedule, q_sample
 from usbrain.errors import ConfigError
 from usbrain.pipeline import Pipeline
 from usbrain.tasks.common import (
@@ -37,6 +39,29 @@ from usbrain.tasks.common import (
 )
 
 BLEND_DILATION = 2  # model-space voxels around the lesion that --blend lets change
+
+
+@dataclass(frozen=True)
+class EditState:
+    """What per-step guidance of one edit may use: the guidance config, the schedule, the source
+    latent ``x_src`` (1, C, d, h, w), the ``soft_map`` (1, 1, d, h, w) of the lesion, the start
+    ``noise`` and the ``horizon`` (the edit's first timestep)."""
+
+    config: GuidanceConfig
+    schedule: NoiseSchedule
+    x_src: torch.Tensor
+    soft_map: torch.Tensor
+    noise: torch.Tensor
+    horizon: int
+
+
+def consistency_guidance(state: EditState) -> ConsistencyGuidance | None:
+    """ACG + LCG as configured (None when both are off: plain SDEdit)."""
+    cfg = state.config
+    if not (cfg.anatomy or cfg.lesion):
+        return None
+    soft = state.soft_map if cfg.lesion else None
+    return ConsistencyGuidance(cfg, state.schedule, state.x_src, soft, state.noise, state.horizon)
 
 
 def write_back(
@@ -68,13 +93,17 @@ def edit(
     gen: torch.Generator,
     blend: bool = False,
     progress: bool = False,
+    guidance_for: Callable[[EditState], Guidance | None] | None = None,
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """Edit ``image`` (native) whose model-space version is ``prepared``.
 
     ``lesion_m``: model-space (D, H, W) {0, 1} mask of where the lesion goes or goes away (the
-    soft map LCG releases); ``condition``: the mask latent the brain model sees. Returns the
-    edited native image (float32, the input's shape) and what the sidecar records.
+    soft map LCG releases); ``condition``: the mask latent the brain model sees;
+    ``guidance_for``: builds the per-step guidance (default :func:`consistency_guidance`;
+    baselines swap it). Returns the edited native image (float32, the input's shape) and what
+    the sidecar records.
     """
+    guidance_for = guidance_for or consistency_guidance
     sampler = sampler_for(pipe, sampling)
     if not 0 < t_start < pipe.schedule.num_timesteps:
         raise ConfigError(
@@ -90,14 +119,10 @@ def edit(
     t0 = torch.full((1,), timesteps[0], dtype=torch.long, device=device)
     start = q_sample(pipe.schedule, x_src, t0, noise)
 
+    mask_t = torch.as_tensor(lesion_m, dtype=torch.float32, device=device)[None, None]
     cfg = sampling.guidance
-    guidance = None
-    if cfg.anatomy or cfg.lesion:
-        mask_t = torch.as_tensor(lesion_m, dtype=torch.float32, device=device)[None, None]
-        soft = soft_lesion_map(cfg, mask_t, encode(pipe, lesion_m), empty_mask_latent(pipe))
-        guidance = ConsistencyGuidance(
-            cfg, pipe.schedule, x_src, soft if cfg.lesion else None, noise, horizon=timesteps[0]
-        )
+    soft = soft_lesion_map(cfg, mask_t, encode(pipe, lesion_m), empty_mask_latent(pipe))
+    state = EditState(cfg, pipe.schedule, x_src, soft, noise, horizon=timesteps[0])
     x_edit = sample_brain(
         denoiser_for(pipe, sampling),
         sampler,
@@ -105,7 +130,7 @@ def edit(
         start,
         timesteps,
         gen,
-        guidance,
+        guidance_for(state),
         progress=progress,
     )
     delta = decode(pipe, x_edit) - decode(pipe, x_src)

@@ -8,8 +8,11 @@ scale).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from usbrain.config import SamplingConfig
 from usbrain.data.nifti import Volume
+from usbrain.diffusion.chains import Guidance
 from usbrain.pipeline import Pipeline
 from usbrain.tasks.common import (
     Result,
@@ -18,7 +21,7 @@ from usbrain.tasks.common import (
     generator,
     prepare_edit,
 )
-from usbrain.tasks.edit import edit
+from usbrain.tasks.edit import EditState, edit
 
 
 def heal(
@@ -30,6 +33,7 @@ def heal(
     t_start: int | None = None,
     blend: bool = False,
     progress: bool = False,
+    guidance_for: Callable[[EditState], Guidance | None] | None = None,
 ) -> Result:
     """The healthy version of ``image``; ``mask`` (on the image's grid) marks the lesion.
 
@@ -50,6 +54,7 @@ def heal(
         generator(seed),
         blend,
         progress,
+        guidance_for,
     )
     info = {"seed": seed, "lesion_in_brain": inside, **info}
     return Result(Volume(out, image.affine, None, image.header), mask, image, info)

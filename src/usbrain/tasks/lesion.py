@@ -9,12 +9,14 @@ same way. The mask used is returned on the scan's grid.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from usbrain.config import SamplingConfig
 from usbrain.data.nifti import Volume
 from usbrain.data.preprocess import VolumeKind, brain_mask, to_native
-from usbrain.diffusion.chains import sample_lesion
+from usbrain.diffusion.chains import Guidance, sample_lesion
 from usbrain.errors import UsbrainError
 from usbrain.pipeline import Pipeline
 from usbrain.tasks.common import (
@@ -27,7 +29,7 @@ from usbrain.tasks.common import (
     prepare_edit,
     sampler_for,
 )
-from usbrain.tasks.edit import edit
+from usbrain.tasks.edit import EditState, edit
 
 
 class NoLesionProposed(UsbrainError):
@@ -43,6 +45,7 @@ def lesion(
     t_start: int | None = None,
     blend: bool = False,
     progress: bool = False,
+    guidance_for: Callable[[EditState], Guidance | None] | None = None,
 ) -> Result:
     """``image`` with a lesion inserted where ``mask`` says (None: where the model proposes)."""
     gen = generator(seed)
@@ -78,6 +81,7 @@ def lesion(
         gen,
         blend,
         progress,
+        guidance_for,
     )
     info.update(edit_info)
     return Result(Volume(out, image.affine, None, image.header), mask, image, info)
