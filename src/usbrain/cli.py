@@ -193,6 +193,21 @@ def _lesion(args: argparse.Namespace) -> None:
     _report(run_edit("lesion", _task_options(args), jobs, _edit_options(args)), "lesioned")
 
 
+def _benchmark(args: argparse.Namespace) -> None:
+    from usbrain.evaluate.report import benchmark_to_folder
+
+    report = benchmark_to_folder(
+        args.checkpoint,
+        args.data,
+        args.out,
+        args.split,
+        args.seed,
+        args.device or "cpu",
+        args.overwrite,
+    )
+    print(f"benchmark report: {report}")
+
+
 def _demo(args: argparse.Namespace) -> None:
     from usbrain.demo import run_demo
 
@@ -362,6 +377,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mask", type=Path, default=None, help="where the lesion goes")
     p.add_argument("--propose", action="store_true", help="let the model propose the lesion")
     edit_arguments(p, 500)
+
+    p = command("benchmark", _benchmark, "score every edit method against ground truth")
+    p.add_argument("--checkpoint", type=Path, required=True, help="pipeline folder")
+    p.add_argument("--data", type=Path, required=True, help="manifest CSV with healthy_image")
+    p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.add_argument("--split", default="test", help="which split to score (default test)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default=None, help="cpu or cuda (default cpu)")
+    _add_overwrite(p)
 
     p = command("demo", _demo, "run the built-in demo end to end and write a report")
     p.add_argument("--out", type=Path, default=Path("demo_out"), help="output folder (replaced)")

@@ -1,0 +1,174 @@
+"""``usbrain benchmark``: every edit method on the same held-out scans, scored against ground
+truth, written as ``results.json`` + ``report.md`` + figures.
+
+Data: a manifest CSV (columns ``subject, image, mask, healthy_image, split, kind``, as the
+built-in cohort writes) whose ``healthy_image`` is the known lesion-free version of ``image``.
+Heal methods start from ``image`` + ``mask`` and are scored against ``healthy_image``; lesion
+insertion methods start from ``healthy_image`` + ``mask`` and are scored against ``image``.
+
+Methods (:mod:`usbrain.evaluate.baselines`), each run through the same loading and scoring:
+
+- heal: ``usb`` (ACG + LCG), ``sdedit`` (same model, no guidance), ``inpaint`` (hard-mask latent
+  replacement), ``wm-fill``, ``mirror-fill``;
+- lesion: ``usb``, ``sdedit-acg`` (ACG, no LCG), ``paste`` (another test subject's lesion
+  intensities), ``intensity-model`` (the cohort's own lesion model).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from usbrain.data.nifti import Volume, load_image, load_mask
+from usbrain.data.pseudo import sample_lesion_ratio
+from usbrain.errors import InputError
+from usbrain.evaluate.baselines import (
+    fill_mirror,
+    fill_white_matter,
+    intensity_model_lesion,
+    paste_lesion_intensities,
+    replace_outside,
+    sdedit_config,
+)
+from usbrain.evaluate.tasks import heal_scores, lesion_scores
+from usbrain.pipeline import Pipeline
+from usbrain.tasks.heal import heal
+from usbrain.tasks.lesion import lesion
+
+REQUIRED = ("subject", "image", "mask", "healthy_image", "split")
+
+
+@dataclass(frozen=True)
+class Case:
+    """One held-out scan with ground truth (native grid)."""
+
+    subject: str
+    kind: str
+    sick: Volume
+    healthy: Volume
+    mask: Volume
+
+
+def read_cases(manifest: Path, split: str) -> list[Case]:
+    """The ``split`` rows with a lesion and a known healthy image."""
+    if not manifest.is_file():
+        raise InputError(f"{manifest}: manifest not found")
+    with manifest.open(newline="") as f:
+        reader = csv.DictReader(f)
+        missing = [c for c in REQUIRED if c not in (reader.fieldnames or [])]
+        if missing:
+            raise InputError(f"{manifest}: missing column(s) {', '.join(missing)}")
+        rows = [r for r in reader if r["split"] == split and r["mask"] and r["healthy_image"]]
+    cases = []
+    for r in rows:
+        mask = load_mask(manifest.parent / r["mask"])
+        if mask.data.any():
+            sick = load_image(manifest.parent / r["image"])
+            healthy = load_image(manifest.parent / r["healthy_image"])
+            cases.append(Case(r["subject"], r.get("kind", ""), sick, healthy, mask))
+    if not cases:
+        raise InputError(f"{manifest}: no {split} scan with a lesion and a healthy_image")
+    return cases
+
+
+Method = Callable[[Case, int], np.ndarray]
+
+
+def heal_methods(pipe: Pipeline, seed: int) -> dict[str, Method]:
+    s = pipe.config.sampling
+    return {
+        "usb": lambda c, _: heal(pipe, c.sick, c.mask, s, seed).image.data,
+        "sdedit": lambda c, _: heal(pipe, c.sick, c.mask, sdedit_config(s), seed).image.data,
+        "inpaint": lambda c, _: (
+            heal(pipe, c.sick, c.mask, s, seed, guidance_for=replace_outside).image.data
+        ),
+        "wm-fill": lambda c, _: fill_white_matter(c.sick.data, c.mask.data),
+        "mirror-fill": lambda c, _: fill_mirror(c.sick.data, c.mask.data, c.sick.affine),
+    }
+
+
+def lesion_methods(pipe: Pipeline, seed: int, cases: list[Case]) -> dict[str, Method]:
+    s = pipe.config.sampling
+    rng = np.random.default_rng(seed)
+
+    def paste(c: Case, i: int) -> np.ndarray:
+        donor = cases[(i + 1) % len(cases)]  # another subject's real lesion
+        return paste_lesion_intensities(
+            c.healthy.data, c.mask.data, donor.sick.data, donor.mask.data, rng
+        )
+
+    def modelled(c: Case, _: int) -> np.ndarray:
+        ratio = sample_lesion_ratio(c.kind if c.kind in ("stroke", "wmh") else "stroke", rng)
+        return intensity_model_lesion(c.healthy.data, c.mask.data, ratio, rng)
+
+    return {
+        "usb": lambda c, _: lesion(pipe, c.healthy, c.mask, s, seed).image.data,
+        "sdedit-acg": lambda c, _: (
+            lesion(pipe, c.healthy, c.mask, sdedit_config(s, keep_anatomy=True), seed).image.data
+        ),
+        "paste": paste,
+        "intensity-model": modelled,
+    }
+
+
+def _median(values: list[float]) -> float:
+    finite = [v for v in values if v == v]
+    return float(np.median(finite)) if finite else float("nan")
+
+
+@torch.inference_mode()
+def run_benchmark(
+    pipe: Pipeline, cases: list[Case], seed: int = 0
+) -> tuple[dict, dict[str, dict[str, np.ndarray]]]:
+    """Scores of every method on every case, with medians and seconds per method; and each
+    method's output for the first case (for figures)."""
+    results: dict = {"heal": {}, "lesion": {}}
+    examples: dict[str, dict[str, np.ndarray]] = {"heal": {}, "lesion": {}}
+    tasks = {
+        "heal": (
+            heal_methods(pipe, seed),
+            lambda c, out: heal_scores(out, c.sick.data, c.healthy.data, c.mask.data),
+        ),
+        "lesion": (
+            lesion_methods(pipe, seed, cases),
+            lambda c, out: lesion_scores(out, c.healthy.data, c.mask.data, c.sick.data),
+        ),
+    }
+    for task, (methods, score) in tasks.items():
+        for name, method in methods.items():
+            start = time.perf_counter()
+            per_case = []
+            for i, case in enumerate(cases):
+                out = method(case, i)
+                per_case.append({"subject": case.subject, **score(case, out)})
+                if i == 0:
+                    examples[task][name] = out
+            keys = [k for k in per_case[0] if k != "subject"]
+            results[task][name] = {
+                "median": {k: _median([r[k] for r in per_case]) for k in keys},
+                "cases": per_case,
+                "seconds": time.perf_counter() - start,
+            }
+    return results, examples
+
+
+def write_results(results: dict, path: Path) -> None:
+    """``results.json``; infinities (identical regions) as the string "inf"."""
+
+    def clean(v):
+        if isinstance(v, dict):
+            return {k: clean(x) for k, x in v.items()}
+        if isinstance(v, list):
+            return [clean(x) for x in v]
+        if isinstance(v, float) and (v != v or v in (float("inf"), float("-inf"))):
+            return str(v)
+        return v
+
+    path.write_text(json.dumps(clean(results), indent=1) + "\n")

@@ -1,0 +1,140 @@
+"""The benchmark's Markdown report and figures, generated from its results (never typed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from usbrain import __version__
+from usbrain.config import to_dict
+from usbrain.evaluate.benchmark import Case, read_cases, run_benchmark, write_results
+from usbrain.files import atomic_dir, check_writable
+from usbrain.pipeline import Pipeline
+from usbrain.viz import comparison, save_figure
+
+# Per task: (metric key, column title, better direction, digits).
+COLUMNS = {
+    "heal": [
+        ("mae_lesion_output", "MAE in lesion to healthy truth", "lower", 4),
+        ("mae_ratio", "MAE output / input", "lower", 3),
+        ("psnr_outside", "PSNR outside (dB)", "higher", 1),
+    ],
+    "lesion": [
+        ("mae_lesion_output", "MAE in lesion to true lesion scan", "lower", 4),
+        ("intensity_ratio", "intensity after / before", "lower", 3),
+        ("psnr_outside", "PSNR outside (dB)", "higher", 1),
+    ],
+}
+KEY_METRIC = {"heal": "mae_lesion_output", "lesion": "mae_lesion_output"}
+
+
+def _fmt(v: float, digits: int) -> str:
+    if v != v:
+        return "—"
+    return "∞" if v == float("inf") else f"{v:.{digits}f}"
+
+
+def table(results: dict, task: str) -> list[str]:
+    cols = COLUMNS[task]
+    lines = [
+        "| method | " + " | ".join(f"{t} ({d})" for _, t, d, _ in cols) + " | seconds |",
+        "|---|" + "---|" * (len(cols) + 1),
+    ]
+    for name, r in results[task].items():
+        cells = [_fmt(r["median"][k], digits) for k, _, _, digits in cols]
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {r['seconds']:.0f} |")
+    return lines
+
+
+def bar_chart(results: dict, task: str, path: Path) -> Path:
+    key = KEY_METRIC[task]
+    names = list(results[task])
+    values = [results[task][n]["median"][key] for n in names]
+    fig = Figure(figsize=(1.2 * len(names) + 1.5, 3.2))
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    ax.bar(names, values, color=["#d9480f" if n == "usb" else "#868e96" for n in names])
+    title = next(t for k, t, _, _ in COLUMNS[task] if k == key)
+    ax.set_ylabel(f"median {title}")
+    ax.set_title(f"{task}: {title} (lower is better)")
+    fig.tight_layout()
+    return save_figure(fig, path, overwrite=True)
+
+
+def method_montage(case: Case, task: str, outputs: dict[str, np.ndarray], path: Path) -> Path:
+    source, truth = (case.sick, case.healthy) if task == "heal" else (case.healthy, case.sick)
+    rows = [("input", source.data, case.mask.data)]
+    rows += [(name, out, case.mask.data) for name, out in outputs.items()]
+    rows.append(("ground truth", truth.data, case.mask.data))
+    fig = comparison(rows, source.affine, title=f"{task} · {case.subject}")
+    return save_figure(fig, path, overwrite=True)
+
+
+def write_report(
+    results: dict,
+    examples: dict[str, dict[str, np.ndarray]],
+    cases: list[Case],
+    out: Path,
+    header: list[str],
+) -> Path:
+    """``report.md`` and ``figures/`` in ``out`` from ``results`` (the numbers of results.json)."""
+    figures = out / "figures"
+    figures.mkdir(exist_ok=True)
+    lines = [*header, ""]
+    for task in ("heal", "lesion"):
+        lines += [f"## {task.capitalize()}", "", *table(results, task), ""]
+        bar_chart(results, task, figures / f"{task}_bars.png")
+        method_montage(cases[0], task, examples[task], figures / f"{task}_methods.png")
+        lines += [
+            f"![{task} bars](figures/{task}_bars.png)",
+            "",
+            f"![{task} methods](figures/{task}_methods.png)",
+            "",
+        ]
+    path = out / "report.md"
+    path.write_text("\n".join(lines))
+    return path
+
+
+def benchmark_to_folder(
+    checkpoint: Path,
+    data: Path,
+    out: Path,
+    split: str = "test",
+    seed: int = 0,
+    device: str = "cpu",
+    overwrite: bool = False,
+) -> Path:
+    """``usbrain benchmark``: run, then write ``results.json``, ``report.md`` and figures."""
+    check_writable(out, overwrite)
+    cases = read_cases(data, split)
+    pipe = Pipeline.from_pretrained(checkpoint, device)
+    results, examples = run_benchmark(pipe, cases, seed)
+    results["setup"] = {
+        "checkpoint": str(Path(checkpoint).resolve()),
+        "weights_sha256": pipe.weights_sha256,
+        "data": str(Path(data).resolve()),
+        "split": split,
+        "cases": [c.subject for c in cases],
+        "seed": seed,
+        "sampling": to_dict(pipe.config.sampling),
+        "usbrain_version": __version__,
+    }
+    header = [
+        "# usbrain benchmark",
+        "",
+        f"{len(cases)} {split} scans with a lesion and a known healthy version from "
+        f"`{data}`; checkpoint `{checkpoint}` (weights SHA-256 {pipe.weights_sha256[:12]}…), "
+        f"seed {seed}. Medians over scans; every number is in `results.json`.",
+        "",
+        "Heal starts from the pathological scan and is scored against its healthy version; "
+        "lesion insertion starts from the healthy scan and is scored against the pathological "
+        "one. PSNR outside: to the input, outside the lesion dilated by 2 voxels, in the brain.",
+    ]
+    with atomic_dir(out, overwrite) as tmp:
+        write_results(results, tmp / "results.json")
+        write_report(results, examples, cases, tmp, header)
+    return out / "report.md"

@@ -1,0 +1,57 @@
+"""``usbrain benchmark`` on a small cohort with a micro pipeline (random weights)."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+import torch
+
+from tests.conftest import micro_config
+from usbrain.cli import main
+from usbrain.data.cohort import write_cohort
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    from usbrain.pipeline import Pipeline
+
+    root = tmp_path_factory.mktemp("bench")
+    manifest = write_cohort(root / "cohort", subjects=10, size=32, seed=0)
+    torch.manual_seed(0)
+    pipe = Pipeline.build(micro_config()).save_pretrained(root / "pipeline")
+    return manifest, pipe
+
+
+def test_benchmark_scores_every_method_and_the_report_matches_results(setup, tmp_path, capsys):
+    manifest, pipe = setup
+    out = tmp_path / "bench"
+    args = ["benchmark", "--checkpoint", pipe, "--data", manifest, "--out", out]
+    assert main([str(a) for a in args]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert set(results["heal"]) == {"usb", "sdedit", "inpaint", "wm-fill", "mirror-fill"}
+    assert set(results["lesion"]) == {"usb", "sdedit-acg", "paste", "intensity-model"}
+    assert results["setup"]["cases"] and len(results["setup"]["weights_sha256"]) == 64
+    report = (out / "report.md").read_text()
+    for task, section in (("heal", "## Heal"), ("lesion", "## Lesion")):
+        body = report.split(section)[1]
+        for name, r in results[task].items():
+            row = re.search(rf"^\| {re.escape(name)} \| (.+) \|$", body, re.M).group(1)
+            shown = row.split(" | ")[0]
+            value = r["median"]["mae_lesion_output"]
+            assert shown == f"{value:.4f}", (task, name, shown, value)
+    for png in re.findall(r"\]\((figures/[^)]+)\)", report):
+        assert (out / png).is_file()
+    # Baselines that only touch the lesion leave the rest exactly as it was.
+    assert results["heal"]["wm-fill"]["median"]["psnr_outside"] == "inf"
+
+
+def test_benchmark_needs_ground_truth(setup, tmp_path, capsys):
+    _, pipe = setup
+    bare = tmp_path / "bare.csv"
+    bare.write_text("subject,image\ns1,x.nii.gz\n")
+    code = main(
+        ["benchmark", "--checkpoint", str(pipe), "--data", str(bare), "--out", str(tmp_path / "o")]
+    )
+    assert code == 2 and "missing column" in capsys.readouterr().err
