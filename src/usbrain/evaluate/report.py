@@ -10,7 +10,9 @@ from matplotlib.figure import Figure
 
 from usbrain import __version__
 from usbrain.config import to_dict
-from usbrain.evaluate.benchmark import Case, read_cases, run_benchmark, write_results
+from usbrain.evaluate.benchmark import Case, read_cases, read_scans, run_benchmark, write_results
+from usbrain.evaluate.features import FeatureNetwork, hdbet_encoder
+from usbrain.evaluate.generation import generation_scores, model_space_images
 from usbrain.files import atomic_dir, check_writable
 from usbrain.pipeline import Pipeline
 from usbrain.viz import comparison, save_figure
@@ -99,6 +101,37 @@ def write_report(
     return path
 
 
+def feature_network(features: str, size: int) -> FeatureNetwork | None:
+    """``"hdbet"``: the installed HD-BET weights; ``"none"``: no distribution scores; anything
+    else: an HD-BET weight file at that path."""
+    if features == "none":
+        return None
+    return hdbet_encoder(None if features == "hdbet" else Path(features), size=size)
+
+
+def generation_table(scores: dict) -> list[str]:
+    lines = [
+        f"Features: {scores['feature_network']}; {scores['n_per_set']} volumes per set, all in "
+        "model space. Real-vs-real compares two disjoint halves of the scans (the floor); "
+        "real-vs-noise compares with uniform noise volumes (what must score far).",
+        "",
+        "| comparison | FID | MMD (KID kernel) |",
+        "|---|---|---|",
+    ]
+    for key in ("real_vs_real", "real_vs_usb", "real_vs_noise"):
+        lines.append(
+            f"| {key.replace('_', ' ')} | {scores['fid'][key]:.2f} | {scores['mmd'][key]:.4f} |"
+        )
+    div = scores["ms_ssim_diversity"]
+    lines += [
+        "",
+        f"MS-SSIM between pairs (lower = more diverse): real {_fmt(div['real'], 3)}, USB "
+        f"{_fmt(div['usb'], 3)}. Median fraction of generated lesion voxels inside the "
+        f"generated brain: {_fmt(scores['lesion_in_brain_median'], 2)}.",
+    ]
+    return lines
+
+
 def benchmark_to_folder(
     checkpoint: Path,
     data: Path,
@@ -107,12 +140,18 @@ def benchmark_to_folder(
     seed: int = 0,
     device: str = "cpu",
     overwrite: bool = False,
+    features: str = "hdbet",
+    feature_size: int = 128,
 ) -> Path:
     """``usbrain benchmark``: run, then write ``results.json``, ``report.md`` and figures."""
     check_writable(out, overwrite)
     cases = read_cases(data, split)
+    network = feature_network(features, feature_size)
     pipe = Pipeline.from_pretrained(checkpoint, device)
     results, examples = run_benchmark(pipe, cases, seed)
+    if network is not None:
+        real = model_space_images(pipe, read_scans(data))
+        results["generation"] = generation_scores(pipe, real, network, seed)
     results["setup"] = {
         "checkpoint": str(Path(checkpoint).resolve()),
         "weights_sha256": pipe.weights_sha256,
@@ -136,5 +175,9 @@ def benchmark_to_folder(
     ]
     with atomic_dir(out, overwrite) as tmp:
         write_results(results, tmp / "results.json")
-        write_report(results, examples, cases, tmp, header)
+        report = write_report(results, examples, cases, tmp, header)
+        if "generation" in results:
+            text = report.read_text()
+            section = ["", "## Generation", "", *generation_table(results["generation"]), ""]
+            report.write_text(text + "\n".join(section))
     return out / "report.md"

@@ -1,0 +1,64 @@
+"""Distribution scores of generated volumes: FID and MMD on 3D features, MS-SSIM diversity.
+
+Every set is compared in model space (the generator's own grid): real scans are brought there by
+:func:`usbrain.data.preprocess.preprocess`. Three comparisons bracket the model's score:
+real-vs-real (two disjoint halves of the real scans: the floor), real-vs-USB (generated pairs),
+and real-vs-noise (uniform noise volumes: what a feature network must call far).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from usbrain.data.nifti import Volume
+from usbrain.data.preprocess import preprocess
+from usbrain.evaluate.distribution import frechet_distance, mmd, ms_ssim_diversity
+from usbrain.evaluate.features import FeatureNetwork, extract_features
+from usbrain.pipeline import Pipeline
+from usbrain.tasks.generate import generate
+
+MS_SSIM_MIN_SIDE = 28  # three scales of a 7³ window
+
+
+def model_space_images(pipe: Pipeline, scans: list[Volume]) -> torch.Tensor:
+    """Real scans on the pipeline's model grid: (N, 1, D, H, W) in [0, 1]."""
+    space = pipe.config.space
+    return torch.stack([torch.from_numpy(preprocess(s, space).image)[None] for s in scans])
+
+
+def _diversity(volumes: torch.Tensor) -> float:
+    """MS-SSIM diversity, NaN for volumes too small for its three scales."""
+    if min(volumes.shape[2:]) < MS_SSIM_MIN_SIDE or volumes.shape[0] < 2:
+        return float("nan")
+    return ms_ssim_diversity(volumes)
+
+
+@torch.inference_mode()
+def generation_scores(
+    pipe: Pipeline, real: torch.Tensor, network: FeatureNetwork, seed: int = 0
+) -> dict:
+    """FID / MMD of real-vs-real, real-vs-USB and real-vs-noise, and MS-SSIM diversity.
+
+    ``real``: (N, 1, D, H, W) model-space scans, N ≥ 4; halves of N // 2 scans each, and as many
+    generated and noise volumes.
+    """
+    n = real.shape[0] // 2
+    half_a, half_b = real[0 : 2 * n : 2], real[1 : 2 * n : 2]
+    results = generate(pipe, n, pipe.config.sampling, seed)
+    usb = torch.stack([torch.from_numpy(r.image.data)[None] for r in results]).float()
+    g = torch.Generator().manual_seed(seed)
+    noise = torch.rand(usb.shape, generator=g)
+    feats = {
+        k: extract_features(network, v)
+        for k, v in (("real_a", half_a), ("real_b", half_b), ("usb", usb), ("noise", noise))
+    }
+    pairs = {"real_vs_real": "real_b", "real_vs_usb": "usb", "real_vs_noise": "noise"}
+    return {
+        "feature_network": network.name,
+        "n_per_set": n,
+        "fid": {k: frechet_distance(feats["real_a"], feats[v]) for k, v in pairs.items()},
+        "mmd": {k: mmd(feats["real_a"], feats[v]) for k, v in pairs.items()},
+        "ms_ssim_diversity": {"real": _diversity(half_a), "usb": _diversity(usb)},
+        "lesion_in_brain_median": float(np.median([r.info["lesion_in_brain"] for r in results])),
+    }
