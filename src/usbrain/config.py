@@ -99,6 +99,7 @@ class DiffusionConfig:
 class SamplerKind(StrEnum):
     DDPM = "ddpm"  # ancestral: samples the posterior q(z_prev | z_t, z0_hat)
     DDIM = "ddim"  # deterministic at eta = 0
+    DPMPP_2M = "dpmpp-2m"  # DPM-Solver++ (2M): second order, multistep, deterministic
 
 
 class PullTarget(StrEnum):

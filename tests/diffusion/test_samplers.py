@@ -10,6 +10,7 @@ from usbrain.config import SamplerKind
 from usbrain.diffusion.samplers import (
     DDIMSampler,
     DDPMSampler,
+    DPMSolverPP2M,
     make_sampler,
     trailing_timesteps,
 )
@@ -98,3 +99,48 @@ def test_ddim_eta_one_equals_ddpm_posterior():
         a = ddim.step(eps, t, z, torch.Generator().manual_seed(7)).prev_sample
         b = ddpm.step(eps, t, z, torch.Generator().manual_seed(7)).prev_sample
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+
+
+def test_dpm_solver_first_step_is_ddim_and_exact_on_a_clean_trajectory():
+    dpm, ddim = DPMSolverPP2M(S), DDIMSampler(S)
+    for s in (dpm, ddim):
+        s.set_timesteps(10)
+    g = torch.Generator().manual_seed(4)
+    x0, eps = torch.randn(1, 3, 4, 4, 4, generator=g), torch.randn(1, 3, 4, 4, 4, generator=g)
+    z = q_sample(S, x0, torch.tensor([1023]), eps)
+    first = dpm.step(eps, 1023, z)
+    torch.testing.assert_close(first.prev_sample, ddim.step(eps, 1023, z).prev_sample)
+    # With the true noise every estimate is x0, so the second-order term vanishes and the
+    # solver stays on the forward process.
+    z = first.prev_sample
+    for t in dpm.timesteps[1:]:
+        out = dpm.step(eps, t, z)
+        t_prev = dpm.previous_timestep(t)
+        expected = x0 if t_prev < 0 else q_sample(S, x0, torch.tensor([t_prev]), eps)
+        torch.testing.assert_close(out.prev_sample, expected, atol=2e-4, rtol=1e-4)
+        z = out.prev_sample
+
+
+def test_dpm_solver_second_order_step_hand_computed():
+    s = DPMSolverPP2M(S)
+    s.set_timesteps(4)  # 1023, 767, 511, 255
+    z1, e1 = torch.full((1, 1, 1, 1, 1), 1.0), torch.full((1, 1, 1, 1, 1), 0.5)
+    s.step(e1, 1023, z1)
+    z2, e2 = torch.full((1, 1, 1, 1, 1), 0.8), torch.full((1, 1, 1, 1, 1), 0.1)
+    out = s.step(e2, 767, z2)
+
+    def lam(t):
+        return 0.5 * math.log(ab(t) / (1 - ab(t)))
+
+    x0_1 = (1.0 - math.sqrt(1 - ab(1023)) * 0.5) / math.sqrt(ab(1023))
+    x0_2 = (0.8 - math.sqrt(1 - ab(767)) * 0.1) / math.sqrt(ab(767))
+    h = lam(511) - lam(767)
+    r = (lam(767) - lam(1023)) / h
+    d = (1 + 1 / (2 * r)) * x0_2 - x0_1 / (2 * r)
+    expected = (
+        math.sqrt((1 - ab(511)) / (1 - ab(767))) * 0.8 - math.sqrt(ab(511)) * math.expm1(-h) * d
+    )
+    assert out.prev_sample.item() == pytest.approx(expected, rel=1e-5)
+    # A fresh copy has no memory: its step is first order again.
+    fresh = s.fresh()
+    assert fresh._last is None and fresh.timesteps == s.timesteps

@@ -54,13 +54,14 @@ def sample_pair(
     """A new (brain latent, mask latent) pair of ``shape`` from noise, on ``sampler.timesteps``."""
     x = randn(shape, generator, device)
     m = randn(shape, generator, device)
+    brain_sampler, lesion_sampler = sampler.fresh(), sampler.fresh()
     for t in _steps(sampler.timesteps, "generate", progress):
         tt = _batch_t(t, x)
         eps_m = denoiser.eps_lesion(m, tt, x)
         m0_hat = lesion_condition(sampler.schedule, m, tt, eps_m, clip)
         eps_x = denoiser.eps_brain(x, tt, m0_hat)
-        x = sampler.step(eps_x, t, x, generator).prev_sample
-        m = sampler.step(eps_m, t, m, generator).prev_sample
+        x = brain_sampler.step(eps_x, t, x, generator).prev_sample
+        m = lesion_sampler.step(eps_m, t, m, generator).prev_sample
     return x, m
 
 
@@ -82,6 +83,7 @@ def sample_brain(
     """
     x = start
     x0 = start
+    sampler = sampler.fresh()
     for t in _steps(timesteps, "denoise", progress):
         eps_x = denoiser.eps_brain(x, _batch_t(t, x), condition)
         out = sampler.step(eps_x, t, x, generator)
@@ -107,6 +109,7 @@ def sample_lesion(
     noise = randn(tuple(x_src.shape), generator, x_src.device)
     m = randn(tuple(x_src.shape), generator, x_src.device)
     m0 = m
+    sampler = sampler.fresh()
     for t in _steps(sampler.timesteps, "propose", progress):
         tt = _batch_t(t, m)
         x_t = q_sample(sampler.schedule, x_src, tt, noise)

@@ -11,6 +11,8 @@ generation starts from the last training step, where the latent really is pure n
 
 from __future__ import annotations
 
+import copy
+import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
@@ -69,6 +71,11 @@ class Sampler(ABC):
     def set_timesteps(self, num_steps: int) -> None:
         self.timesteps = trailing_timesteps(self.num_train_timesteps, num_steps)
         self._prev = dict(zip(self.timesteps, [*self.timesteps[1:], -1], strict=True))
+
+    def fresh(self) -> Sampler:
+        """A sampler with the same schedule and timesteps and no memory of past steps (samplers
+        that remember, like multistep solvers, need one per chain)."""
+        return copy.copy(self)
 
     def previous_timestep(self, t: int) -> int:
         """The timestep after ``t`` in this schedule (-1 after the last)."""
@@ -157,8 +164,56 @@ class DDPMSampler(Sampler):
         return StepOutput(prev, x0)
 
 
+class DPMSolverPP2M(Sampler):
+    """DPM-Solver++ (2M) (Lu et al. 2022), data prediction, in log-SNR time
+    ``lam = log(alpha / sigma)``, ``alpha = sqrt(ab)``, ``sigma = sqrt(1 - ab)``:
+
+    ``z_prev = (sigma_prev / sigma_t) z_t - alpha_prev (exp(-h) - 1) D``, ``h = lam_prev - lam_t``,
+    with ``D = x0_hat`` on the first step (this is DDIM) and the second-order combination
+    ``D = (1 + 1/(2r)) x0_hat - 1/(2r) x0_hat_last``, ``r = h_last / h``, after it. The last step
+    lands on the clean estimate. It remembers the last estimate: one instance per chain
+    (:meth:`fresh`), and :meth:`set_timesteps` starts over.
+    """
+
+    def set_timesteps(self, num_steps: int) -> None:
+        super().set_timesteps(num_steps)
+        self._last: tuple[torch.Tensor, float] | None = None
+
+    def fresh(self) -> DPMSolverPP2M:
+        other = super().fresh()
+        other._last = None
+        return other
+
+    def step(
+        self,
+        model_output: torch.Tensor,
+        timestep: int,
+        sample: torch.Tensor,
+        generator: torch.Generator | None = None,
+    ) -> StepOutput:
+        t = torch.full((sample.shape[0],), timestep, dtype=torch.long, device=sample.device)
+        x0 = x0_from_eps(self.schedule, sample, t, model_output)
+        prev_t = self.previous_timestep(timestep)
+        ab_t, ab_prev = _alpha_bar(self.schedule, timestep), _alpha_bar(self.schedule, prev_t)
+        lam_t = 0.5 * math.log(ab_t / (1 - ab_t))
+        last, self._last = self._last, (x0, lam_t)
+        if prev_t < 0:  # sigma_prev = 0: the clean estimate itself
+            return StepOutput(x0, x0)
+        lam_prev = 0.5 * math.log(ab_prev / (1 - ab_prev))
+        h = lam_prev - lam_t
+        d = x0
+        if last is not None:
+            r = (lam_t - last[1]) / h
+            d = (1 + 1 / (2 * r)) * x0 - (1 / (2 * r)) * last[0]
+        ratio = math.sqrt((1 - ab_prev) / (1 - ab_t))
+        prev = ratio * sample - math.sqrt(ab_prev) * math.expm1(-h) * d
+        return StepOutput(prev, x0)
+
+
 def make_sampler(kind: SamplerKind, schedule: NoiseSchedule, eta: float = 0.0) -> Sampler:
     """The sampler ``kind`` (``eta`` is DDIM's)."""
     if kind is SamplerKind.DDIM:
         return DDIMSampler(schedule, eta)
+    if kind is SamplerKind.DPMPP_2M:
+        return DPMSolverPP2M(schedule)
     return DDPMSampler(schedule)
