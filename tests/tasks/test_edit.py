@@ -51,3 +51,10 @@ def test_blend_confines_the_change_and_the_background_stays_background():
 
 def test_lesion_mask_helper_is_inside_the_phantom():
     assert (phantom_brain()[lesion_mask() > 0] > 0).all()
+
+
+def test_mni_centre_constant_matches_the_template():
+    from usbrain.data.cohort import load_template
+    from usbrain.tasks.common import MNI_BRAIN_CENTRE_MM
+
+    assert np.abs(load_template().centre - MNI_BRAIN_CENTRE_MM).max() < 0.5

@@ -6,7 +6,7 @@ torch (1, C, d, h, w) scaled as diffusion sees them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -64,11 +64,6 @@ def denoiser_for(pipe: Pipeline, sampling: SamplingConfig) -> PairedDenoiser | A
         return pipe.denoiser
     dtype = torch.bfloat16 if sampling.precision is Precision.BF16 else torch.float16
     return AutocastDenoiser(pipe.denoiser, dtype)
-
-
-def sampling_config(pipe: Pipeline, **changes: Any) -> SamplingConfig:
-    """The pipeline's sampling config with the non-None ``changes`` applied."""
-    return replace(pipe.config.sampling, **{k: v for k, v in changes.items() if v is not None})
 
 
 def device_of(pipe: Pipeline) -> torch.device:
