@@ -51,3 +51,12 @@ def test_tiled_coding_matches_whole_volume_coding():
         xt = ae.decode_tiled(z, tile=8)
     assert zt.shape == z.shape and xt.shape == x.shape
     assert torch.isfinite(zt).all() and torch.isfinite(xt).all()
+
+
+def test_initial_log_variance_starts_a_narrow_posterior():
+    cfg = AutoencoderConfig(
+        channels=(8, 8), num_res_blocks=1, norm_num_groups=4, initial_log_variance=-8.0
+    )
+    torch.manual_seed(0)
+    _, sigma = Autoencoder(cfg).net.encode(torch.zeros(1, 1, 8, 8, 8))
+    assert sigma.max() < 0.05  # exp(-8 / 2) ≈ 0.018, MONAI's default starts near 1

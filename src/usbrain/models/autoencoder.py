@@ -51,6 +51,10 @@ class Autoencoder(nn.Module):
             with_decoder_nonlocal_attn=False,
             use_checkpoint=checkpointing,
         )
+        if config.initial_log_variance != 0.0:
+            head = self.net.quant_conv_log_sigma
+            head = getattr(head, "conv", head)
+            nn.init.constant_(head.bias, config.initial_log_variance)
         self.register_buffer("scale_factor", torch.tensor(1.0))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

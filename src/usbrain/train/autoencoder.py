@@ -21,16 +21,27 @@ LARGE_LESION_ML = 5.0
 class AutoencoderObjective(nn.Module):
     """forward(images, masks) → losses; images/masks (B, 1, D, H, W)."""
 
-    def __init__(self, autoencoder: Autoencoder, kl_weight: float, lesion_weight: float) -> None:
+    def __init__(
+        self,
+        autoencoder: Autoencoder,
+        kl_weight: float,
+        lesion_weight: float,
+        clamped_l1: bool = False,
+    ) -> None:
         super().__init__()
         self.autoencoder = autoencoder
         self.kl_weight = kl_weight
         self.lesion_weight = lesion_weight
+        self.clamped_l1 = clamped_l1
 
     def forward(self, images: torch.Tensor, masks: torch.Tensor) -> dict[str, torch.Tensor]:
         x = torch.cat([images, masks])
         recon, mu, sigma = self.autoencoder(x)
-        error = (recon.float() - x).abs()
+        recon = recon.float()
+        error = (recon - x).abs()
+        if self.clamped_l1:  # at a bound, only overshooting past it counts (see the config)
+            error = torch.where(x <= 0, recon.clamp(min=0), error)
+            error = torch.where(x >= 1, (1 - recon).clamp(min=0), error)
         n = images.shape[0]
         l1_image = error[:n].mean()
         weights = 1.0 + (self.lesion_weight - 1.0) * masks
@@ -71,7 +82,9 @@ class AutoencoderJob:
         self.model = Autoencoder(
             ae_cfg, checkpointing=config.train_autoencoder.activation_checkpointing
         )
-        self.objective = AutoencoderObjective(self.model, ae_cfg.kl_weight, ae_cfg.lesion_weight)
+        self.objective = AutoencoderObjective(
+            self.model, ae_cfg.kl_weight, ae_cfg.lesion_weight, ae_cfg.clamped_l1
+        )
         self.train_set = train_set
         self.val_set = val_set
         self.num_items = len(train_set)
@@ -88,7 +101,12 @@ class AutoencoderJob:
     ) -> dict[str, torch.Tensor]:
         images, masks = _stack(self.train_set, indices)
         images, masks = random_crop([images, masks], self.config.autoencoder.train_patch, generator)
-        return {"images": images.to(device), "masks": masks.to(device)}
+        images, masks = images.to(device), masks.to(device)
+        if device.type == "cpu":  # oneDNN's 3D convolutions run ~20 % faster channels-last
+            self.model.to(memory_format=torch.channels_last_3d)
+            images = images.contiguous(memory_format=torch.channels_last_3d)
+            masks = masks.contiguous(memory_format=torch.channels_last_3d)
+        return {"images": images, "masks": masks}
 
     @torch.no_grad()
     def validate(self, model: nn.Module, device: torch.device) -> dict[str, float]:

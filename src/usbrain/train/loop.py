@@ -14,6 +14,7 @@ makes the same draws as one that never stopped.
 from __future__ import annotations
 
 import json
+import math
 import time
 from pathlib import Path
 from typing import Any, Protocol
@@ -67,6 +68,20 @@ def ema_update(decay: float):
         return average + (current - average) * (1.0 - d)
 
     return update
+
+
+def lr_factor(step: int, total: int, warmup: int, cosine: bool) -> float:
+    """Learning-rate multiplier at ``step`` (0-based): linear warm-up, then constant or cosine.
+
+    >>> [round(lr_factor(s, 10, 2, True), 2) for s in (0, 1, 2, 6, 9)]
+    [0.5, 1.0, 1.0, 0.5, 0.04]
+    """
+    if step < warmup:
+        return (step + 1) / warmup
+    if not cosine:
+        return 1.0
+    progress = (step - warmup) / max(total - warmup, 1)
+    return 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
 def step_seed(seed: int, step: int, rank: int) -> int:
@@ -133,7 +148,7 @@ def train(
     model = job.model.to(device)
     objective = job.objective.to(device)
     ema = AveragedModel(model, avg_fn=ema_update(tc.ema_decay), use_buffers=True)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=tc.lr)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=tc.lr, betas=tuple(tc.adam_betas))
     use_scaler = tc.precision is Precision.FP16 and device.type == "cuda"
     scaler = torch.amp.GradScaler(device.type, enabled=use_scaler)
 
@@ -186,6 +201,8 @@ def train(
     tick = time.perf_counter()
     for step in bar:
         job.begin_step(step)
+        for group in optimizer.param_groups:
+            group["lr"] = tc.lr * lr_factor(step, total, tc.warmup_steps, tc.cosine_decay)
         model.train()
         generator = torch.Generator().manual_seed(step_seed(config.seed, step, world.rank))
         # MONAI's posterior sampling and dropout draw from the global RNG: seed it per step too.

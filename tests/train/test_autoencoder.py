@@ -1,0 +1,38 @@
+from __future__ import annotations
+
+import torch
+
+from usbrain.config import AutoencoderConfig
+from usbrain.models.autoencoder import Autoencoder
+from usbrain.train.autoencoder import AutoencoderObjective
+
+
+class Fixed(torch.nn.Module):
+    """An 'autoencoder' returning a given reconstruction (and a unit posterior)."""
+
+    def __init__(self, recon: torch.Tensor) -> None:
+        super().__init__()
+        self.recon = recon
+
+    def forward(self, x):
+        return self.recon, torch.zeros(2, 1, 1, 1, 1), torch.ones(2, 1, 1, 1, 1)
+
+
+def test_clamped_l1_counts_only_overshoot_at_the_bounds():
+    image = torch.tensor([0.0, 0.5, 1.0]).reshape(1, 1, 3, 1, 1)
+    mask = torch.zeros_like(image)
+    recon = torch.tensor([-0.2, 0.4, 1.3, 0.1, 0.0, 0.0]).reshape(2, 1, 3, 1, 1)
+    clamped = AutoencoderObjective(Fixed(recon), 0.0, 1.0, clamped_l1=True)(image, mask)
+    plain = AutoencoderObjective(Fixed(recon), 0.0, 1.0)(image, mask)
+    # below 0 at a 0 target and above 1 at a 1 target cost nothing; inside the range as before
+    assert torch.isclose(clamped["l1_image"], torch.tensor(0.1 / 3))
+    assert torch.isclose(plain["l1_image"], torch.tensor((0.2 + 0.1 + 0.3) / 3))
+    assert torch.isclose(clamped["l1_mask"], torch.tensor(0.1 / 3))
+
+
+def test_objective_runs_on_the_real_autoencoder():
+    ae = Autoencoder(AutoencoderConfig(channels=(8, 8), num_res_blocks=1, norm_num_groups=4))
+    losses = AutoencoderObjective(ae, 1e-6, 10.0, clamped_l1=True)(
+        torch.rand(1, 1, 8, 8, 8), torch.zeros(1, 1, 8, 8, 8)
+    )
+    assert torch.isfinite(losses["loss"])
