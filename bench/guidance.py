@@ -6,7 +6,7 @@ median scores of :mod:`usbrain.evaluate.tasks`: heal in-lesion MAE output/input 
 better), lesion intensity after/before (lower: a clearer lesion) and PSNR outside the dilated
 lesion (higher: anatomy kept).
 
-    python bench/guidance.py [--demo demo_out] [--variants default,no-acg,...]
+    python bench/guidance.py [--demo demo_out] [--variants default,no-acg,alpha0=5+t_start_heal=500]
 """
 
 from __future__ import annotations
@@ -14,11 +14,12 @@ from __future__ import annotations
 import argparse
 import csv
 import time
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 
 import numpy as np
 import torch
+import yaml
 
 from usbrain.config import LesionMap, PullTarget
 from usbrain.data.nifti import load_image, load_mask
@@ -27,21 +28,36 @@ from usbrain.pipeline import Pipeline
 from usbrain.tasks.heal import heal
 from usbrain.tasks.lesion import lesion
 
+NAMED = {
+    "default": "",
+    "no-acg": "anatomy=false",
+    "no-lcg": "lesion=false",
+    "no-guidance": "anatomy=false+lesion=false",
+    "noised-target": "pull_target=noised",
+    "latent-map": "lesion_map=latent",
+    "steps=300": "steps=300",
+}
 
-def variants(base):
-    g = base.guidance
-    return {
-        "default": base,
-        "no-acg": replace(base, guidance=replace(g, anatomy=False)),
-        "no-lcg": replace(base, guidance=replace(g, lesion=False)),
-        "no-guidance": replace(base, guidance=replace(g, anatomy=False, lesion=False)),
-        "noised-target": replace(base, guidance=replace(g, pull_target=PullTarget.NOISED)),
-        "latent-map": replace(base, guidance=replace(g, lesion_map=LesionMap.LATENT)),
-        "alpha0=5": replace(base, guidance=replace(g, alpha0=5.0)),
-        "alpha0=80": replace(base, guidance=replace(g, alpha0=80.0)),
-        "steps=300": replace(base, steps=300),
-        "steps=20": replace(base, steps=20),
-    }
+
+def variant(base, spec: str):
+    """``base`` with ``key=value[+key=value…]`` applied; keys of SamplingConfig or its guidance
+    (e.g. ``alpha0=5+t_start_heal=500``); a name from NAMED stands for its spec."""
+    spec = NAMED.get(spec, spec)
+    sampling, guidance = {}, {}
+    for item in filter(None, spec.split("+")):
+        key, text = item.split("=", 1)
+        value = yaml.safe_load(text)
+        if key in {f.name for f in fields(base.guidance)}:
+            guidance[key] = value
+        else:
+            sampling[key] = value
+    out = replace(base, **sampling)
+    g = replace(base.guidance, **guidance)
+    if "pull_target" in guidance:
+        g = replace(g, pull_target=PullTarget(guidance["pull_target"]))
+    if "lesion_map" in guidance:
+        g = replace(g, lesion_map=LesionMap(guidance["lesion_map"]))
+    return replace(out, guidance=g)
 
 
 def median(values):
@@ -80,13 +96,12 @@ def main() -> None:
     with (cohort / "manifest.csv").open(newline="") as f:
         rows = [r for r in csv.DictReader(f) if r["split"] == args.split and r["kind"] != "healthy"]
     pipe = Pipeline.from_pretrained(args.demo / "train" / "diffusion" / "pipeline")
-    table = variants(pipe.config.sampling)
-    names = args.variants.split(",") if args.variants else list(table)
+    names = args.variants.split(",") if args.variants else list(NAMED)
     print(f"{len(rows)} {args.split} subjects with a lesion; medians")
     header = None
     for name in names:
         start = time.perf_counter()
-        scores = score(pipe, table[name], rows, cohort)
+        scores = score(pipe, variant(pipe.config.sampling, name), rows, cohort)
         if header is None:
             header = ["variant", *scores, "seconds"]
             print(" | ".join(f"{h:>17}" for h in header))

@@ -14,6 +14,7 @@ from torch.utils.data import Dataset
 from usbrain.config import Config, TrainConfig
 from usbrain.evaluate.metrics import dice, psnr, ssim
 from usbrain.models.autoencoder import Autoencoder, kl_divergence
+from usbrain.train.layout import channels_last_on_cpu
 
 LARGE_LESION_ML = 5.0
 
@@ -101,12 +102,8 @@ class AutoencoderJob:
     ) -> dict[str, torch.Tensor]:
         images, masks = _stack(self.train_set, indices)
         images, masks = random_crop([images, masks], self.config.autoencoder.train_patch, generator)
-        images, masks = images.to(device), masks.to(device)
-        if device.type == "cpu":  # oneDNN's 3D convolutions run ~20 % faster channels-last
-            self.model.to(memory_format=torch.channels_last_3d)
-            images = images.contiguous(memory_format=torch.channels_last_3d)
-            masks = masks.contiguous(memory_format=torch.channels_last_3d)
-        return {"images": images, "masks": masks}
+        batch = {"images": images.to(device), "masks": masks.to(device)}
+        return channels_last_on_cpu(self.model, batch, device)
 
     @torch.no_grad()
     def validate(self, model: nn.Module, device: torch.device) -> dict[str, float]:
