@@ -341,12 +341,13 @@ def build_parser() -> argparse.ArgumentParser:
         _add_overwrite(p)
         return p
 
-    def edit_arguments(p, t_start: int) -> None:
+    def edit_arguments(p, t_start: str) -> None:
         p.add_argument(
             "--t-start",
             type=int,
             default=None,
-            help=f"noise the scan to this step of the 1024, then denoise (default {t_start})",
+            help="noise the scan to this step of the 1024, then denoise (default: the "
+            f"checkpoint's sampling.{t_start}: 500/700 heal/lesion in tiny, 300/500 in paper)",
         )
         p.add_argument(
             "--blend", action="store_true", help="change only the dilated lesion (default: off)"
@@ -372,13 +373,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = task_command("heal", _heal, "remove a lesion and fill it with healthy tissue", export=False)
     p.add_argument("--image", type=Path, default=None, help="scan with the lesion")
     p.add_argument("--mask", type=Path, default=None, help="its lesion mask")
-    edit_arguments(p, 300)
+    edit_arguments(p, "t_start_heal")
 
     p = task_command("lesion", _lesion, "insert a lesion into a healthy scan")
     p.add_argument("--image", type=Path, default=None, help="healthy scan")
     p.add_argument("--mask", type=Path, default=None, help="where the lesion goes")
     p.add_argument("--propose", action="store_true", help="let the model propose the lesion")
-    edit_arguments(p, 500)
+    edit_arguments(p, "t_start_lesion")
 
     p = command("benchmark", _benchmark, "score every edit method against ground truth")
     p.add_argument("--checkpoint", type=Path, required=True, help="pipeline folder")
