@@ -43,6 +43,15 @@ def lesion_mask(shape=(40, 44, 36), centre=(26, 22, 18), radius=3) -> np.ndarray
     return (d2 <= radius**2).astype(np.uint8)
 
 
+def lesioned_phantom() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(healthy, pathological, mask): the phantom with a dark (300) ball-shaped lesion."""
+    healthy = phantom_brain()
+    mask = lesion_mask()
+    sick = healthy.copy()
+    sick[mask > 0] = 300.0
+    return healthy, sick, mask
+
+
 @pytest.fixture
 def scan_pair(tmp_path: Path) -> tuple[Path, Path]:
     """A phantom image and its lesion mask on the same 2 mm grid."""

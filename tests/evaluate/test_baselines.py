@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from tests.conftest import lesion_mask, phantom_brain
+from tests.conftest import lesioned_phantom
 from usbrain.config import SamplingConfig
 from usbrain.data.pseudo import white_matter_mean
 from usbrain.diffusion.samplers import StepOutput
@@ -19,11 +19,7 @@ from usbrain.evaluate.baselines import (
 
 
 def _case():
-    healthy = phantom_brain()
-    mask = lesion_mask()
-    sick = healthy.copy()
-    sick[mask > 0] = 300.0
-    return healthy, sick, mask
+    return lesioned_phantom()
 
 
 def test_white_matter_fill_changes_only_the_lesion():

@@ -4,16 +4,12 @@ import math
 
 import numpy as np
 
-from tests.conftest import lesion_mask, phantom_brain
+from tests.conftest import lesioned_phantom
 from usbrain.evaluate.tasks import heal_scores, lesion_scores
 
 
 def _case():
-    healthy = phantom_brain()
-    mask = lesion_mask()
-    sick = healthy.copy()
-    sick[mask > 0] = 300.0
-    return healthy, sick, mask
+    return lesioned_phantom()
 
 
 def test_perfect_heal_and_untouched_input():

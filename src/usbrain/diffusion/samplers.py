@@ -89,6 +89,15 @@ class Sampler(ABC):
             raise ValueError(f"no sampling step at or below t_start={t_start}; use more steps")
         return steps
 
+    def _estimate(
+        self, model_output: torch.Tensor, timestep: int, sample: torch.Tensor
+    ) -> tuple[torch.Tensor, float, float]:
+        """The clean estimate from predicted noise, and ab at this and the previous step."""
+        t = torch.full((sample.shape[0],), timestep, dtype=torch.long, device=sample.device)
+        x0 = x0_from_eps(self.schedule, sample, t, model_output)
+        ab_prev = _alpha_bar(self.schedule, self.previous_timestep(timestep))
+        return x0, _alpha_bar(self.schedule, timestep), ab_prev
+
     @abstractmethod
     def step(
         self,
@@ -124,10 +133,7 @@ class DDIMSampler(Sampler):
         sample: torch.Tensor,
         generator: torch.Generator | None = None,
     ) -> StepOutput:
-        t = torch.full((sample.shape[0],), timestep, dtype=torch.long, device=sample.device)
-        x0 = x0_from_eps(self.schedule, sample, t, model_output)
-        ab_t = _alpha_bar(self.schedule, timestep)
-        ab_prev = _alpha_bar(self.schedule, self.previous_timestep(timestep))
+        x0, ab_t, ab_prev = self._estimate(model_output, timestep, sample)
         sigma = self.eta * ((1 - ab_prev) / (1 - ab_t) * (1 - ab_t / ab_prev)) ** 0.5
         prev = ab_prev**0.5 * x0 + max(1 - ab_prev - sigma**2, 0.0) ** 0.5 * model_output
         if sigma > 0:
@@ -150,10 +156,7 @@ class DDPMSampler(Sampler):
         sample: torch.Tensor,
         generator: torch.Generator | None = None,
     ) -> StepOutput:
-        t = torch.full((sample.shape[0],), timestep, dtype=torch.long, device=sample.device)
-        x0 = x0_from_eps(self.schedule, sample, t, model_output)
-        ab_t = _alpha_bar(self.schedule, timestep)
-        ab_prev = _alpha_bar(self.schedule, self.previous_timestep(timestep))
+        x0, ab_t, ab_prev = self._estimate(model_output, timestep, sample)
         beta = 1 - ab_t / ab_prev
         c0 = ab_prev**0.5 * beta / (1 - ab_t)
         ct = (1 - beta) ** 0.5 * (1 - ab_prev) / (1 - ab_t)
@@ -191,10 +194,8 @@ class DPMSolverPP2M(Sampler):
         sample: torch.Tensor,
         generator: torch.Generator | None = None,
     ) -> StepOutput:
-        t = torch.full((sample.shape[0],), timestep, dtype=torch.long, device=sample.device)
-        x0 = x0_from_eps(self.schedule, sample, t, model_output)
+        x0, ab_t, ab_prev = self._estimate(model_output, timestep, sample)
         prev_t = self.previous_timestep(timestep)
-        ab_t, ab_prev = _alpha_bar(self.schedule, timestep), _alpha_bar(self.schedule, prev_t)
         lam_t = 0.5 * math.log(ab_t / (1 - ab_t))
         last, self._last = self._last, (x0, lam_t)
         if prev_t < 0:  # sigma_prev = 0: the clean estimate itself
