@@ -68,7 +68,10 @@ def test_latent_map_is_zero_for_the_empty_mask():
     soft = latent_lesion_map(shifted, m_empty)
     assert soft[0, 0, 0, 0, 0] == 1 and soft.sum() == 1
     cfg = GuidanceConfig(lesion_map=LesionMap.LATENT)
-    assert torch.equal(soft_lesion_map(cfg, torch.zeros(1, 1, 16, 16, 16), shifted, m_empty), soft)
+    empty_mask = torch.zeros(1, 1, 16, 16, 16)
+    assert torch.equal(
+        soft_lesion_map(cfg, empty_mask, (4, 4, 4), lambda: (shifted, m_empty)), soft
+    )
 
 
 def _guidance(**kw) -> tuple[ConsistencyGuidance, torch.Tensor, torch.Tensor]:
@@ -106,3 +109,13 @@ def test_switches_turn_each_guidance_off():
     guide, src, _ = _guidance(lesion=False)
     out = guide(StepOutput(src, src), t=10, t_prev=5)  # x0 == src: lam = 1 everywhere
     torch.testing.assert_close(out.pred_original_sample, src)
+
+
+def test_pooled_map_does_not_encode_the_mask():
+    def no_encoding():
+        raise AssertionError("the pooled map must not ask for latents")
+
+    mask = torch.zeros(1, 1, 16, 16, 16)
+    mask[0, 0, 4:8, 4:8, 4:8] = 1
+    soft = soft_lesion_map(GuidanceConfig(kernel=1, dilation=0), mask, (4, 4, 4), no_encoding)
+    assert torch.equal(soft, pooled_lesion_map(mask, (4, 4, 4), kernel=1, dilation=0))

@@ -20,6 +20,7 @@ Guidance knows nothing about U-Nets: :class:`ConsistencyGuidance` takes a sample
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -141,11 +142,12 @@ class ConsistencyGuidance:
 def soft_lesion_map(
     config: GuidanceConfig,
     mask: torch.Tensor,
-    m: torch.Tensor,
-    m_empty: torch.Tensor,
+    latent_shape: tuple[int, int, int],
+    mask_latents: Callable[[], tuple[torch.Tensor, torch.Tensor]],
 ) -> torch.Tensor:
-    """The soft map ``config.lesion_map`` names, for model-space ``mask`` (B, 1, D, H, W) whose
-    latent is ``m`` (B, C, d, h, w); ``m_empty`` is the empty mask's latent."""
+    """The soft map ``config.lesion_map`` names, for model-space ``mask`` (B, 1, D, H, W), at
+    ``latent_shape``. ``mask_latents()`` gives the mask's latent and the empty mask's (B, C, d,
+    h, w); it is called only for the latent map, since encoding costs an autoencoder pass."""
     if config.lesion_map is LesionMap.LATENT:
-        return latent_lesion_map(m, m_empty)
-    return pooled_lesion_map(mask, tuple(m.shape[2:]), config.kernel, config.dilation)
+        return latent_lesion_map(*mask_latents())
+    return pooled_lesion_map(mask, latent_shape, config.kernel, config.dilation)

@@ -86,6 +86,7 @@ def edit(
     pipe: Pipeline,
     image: Volume,
     prepared: Prepared,
+    x_src: torch.Tensor,
     lesion_m: np.ndarray,
     condition: torch.Tensor,
     t_start: int,
@@ -95,7 +96,8 @@ def edit(
     progress: bool = False,
     guidance_for: Callable[[EditState], Guidance | None] | None = None,
 ) -> tuple[np.ndarray, dict[str, Any]]:
-    """Edit ``image`` (native) whose model-space version is ``prepared``.
+    """Edit ``image`` (native) whose model-space version is ``prepared``, encoded as ``x_src``
+    (1, C, d, h, w; callers that already encoded it pass it on rather than encode it again).
 
     ``lesion_m``: model-space (D, H, W) {0, 1} mask of where the lesion goes or goes away (the
     soft map LCG releases); ``condition``: the mask latent the brain model sees;
@@ -114,14 +116,18 @@ def edit(
     except ValueError as exc:
         raise ConfigError(f"{exc} (steps={sampling.steps})") from None
     device = device_of(pipe)
-    x_src = encode(pipe, prepared.image)
     noise = randn(tuple(x_src.shape), gen, device)
     t0 = torch.full((1,), timesteps[0], dtype=torch.long, device=device)
     start = q_sample(pipe.schedule, x_src, t0, noise)
 
     mask_t = torch.as_tensor(lesion_m, dtype=torch.float32, device=device)[None, None]
     cfg = sampling.guidance
-    soft = soft_lesion_map(cfg, mask_t, encode(pipe, lesion_m), empty_mask_latent(pipe))
+    soft = soft_lesion_map(
+        cfg,
+        mask_t,
+        tuple(x_src.shape[2:]),
+        lambda: (encode(pipe, lesion_m), empty_mask_latent(pipe)),
+    )
     state = EditState(cfg, pipe.schedule, x_src, soft, noise, horizon=timesteps[0])
     x_edit = sample_brain(
         denoiser_for(pipe, sampling),

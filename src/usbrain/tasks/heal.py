@@ -18,6 +18,7 @@ from usbrain.tasks.common import (
     Result,
     check_inside_brain,
     empty_mask_latent,
+    encode,
     generator,
     prepare_edit,
 )
@@ -47,6 +48,7 @@ def heal(
         pipe,
         image,
         prepared,
+        encode(pipe, prepared.image),
         prepared.mask,
         empty_mask_latent(pipe),
         t_start,

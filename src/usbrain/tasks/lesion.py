@@ -53,8 +53,8 @@ def lesion(
     if mask is not None:
         info["lesion_in_brain"] = check_inside_brain(image, mask)
     prepared = prepare_edit(pipe, image, mask)
+    x_src = encode(pipe, prepared.image)
     if mask is None:
-        x_src = encode(pipe, prepared.image)
         m0 = sample_lesion(
             denoiser_for(pipe, sampling), sampler_for(pipe, sampling), x_src, gen, progress
         )
@@ -74,6 +74,7 @@ def lesion(
         pipe,
         image,
         prepared,
+        x_src,
         lesion_m,
         encode(pipe, lesion_m),
         t_start,
