@@ -17,12 +17,12 @@ import time
 from dataclasses import fields, replace
 from pathlib import Path
 
-import numpy as np
 import torch
 import yaml
 
 from usbrain.config import LesionMap, PullTarget
 from usbrain.data.nifti import load_image, load_mask
+from usbrain.evaluate.summary import nan_median
 from usbrain.evaluate.tasks import heal_scores, lesion_scores
 from usbrain.pipeline import Pipeline
 from usbrain.tasks.heal import heal
@@ -60,11 +60,6 @@ def variant(base, spec: str):
     return replace(out, guidance=g)
 
 
-def median(values):
-    values = [v for v in values if v == v]
-    return float(np.median(values)) if values else float("nan")
-
-
 @torch.inference_mode()
 def score(pipe, sampling, rows, cohort: Path) -> dict[str, float]:
     heals, lesions = [], []
@@ -76,11 +71,11 @@ def score(pipe, sampling, rows, cohort: Path) -> dict[str, float]:
         inserted = lesion(pipe, healthy, mask, sampling, seed=0).image.data
         lesions.append(lesion_scores(inserted, healthy.data, mask.data, sick.data))
     return {
-        "heal MAE ratio": median([h["mae_ratio"] for h in heals]),
-        "heal PSNR out": median([h["psnr_outside"] for h in heals]),
-        "lesion int. ratio": median([s["intensity_ratio"] for s in lesions]),
-        "lesion PSNR out": median([s["psnr_outside"] for s in lesions]),
-        "lesion MAE ratio": median(
+        "heal MAE ratio": nan_median([h["mae_ratio"] for h in heals]),
+        "heal PSNR out": nan_median([h["psnr_outside"] for h in heals]),
+        "lesion int. ratio": nan_median([s["intensity_ratio"] for s in lesions]),
+        "lesion PSNR out": nan_median([s["psnr_outside"] for s in lesions]),
+        "lesion MAE ratio": nan_median(
             [s["mae_lesion_output"] / s["mae_lesion_input"] for s in lesions]
         ),
     }

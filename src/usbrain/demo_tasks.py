@@ -14,6 +14,7 @@ import torch
 
 from usbrain.config import Config, SamplingConfig
 from usbrain.data.nifti import load_image, load_mask
+from usbrain.evaluate.summary import format_value, nan_median
 from usbrain.evaluate.tasks import heal_scores, lesion_scores
 from usbrain.pipeline import Pipeline
 from usbrain.tasks.condition import condition
@@ -146,10 +147,6 @@ def run_tasks(
     return run
 
 
-def _fmt(v: float, digits: int = 2) -> str:
-    return "—" if v != v else ("∞" if v == float("inf") else f"{v:.{digits}f}")
-
-
 def _table(rows: list[dict], columns: list[tuple[str, str, int]]) -> list[str]:
     lines = [
         "| " + " | ".join(h for h, _, _ in columns) + " |",
@@ -157,23 +154,27 @@ def _table(rows: list[dict], columns: list[tuple[str, str, int]]) -> list[str]:
     ]
     for row in rows:
         cells = [
-            _fmt(row[k], d) if isinstance(row[k], float) else str(row[k]) for _, k, d in columns
+            format_value(row[k], d) if isinstance(row[k], float) else str(row[k])
+            for _, k, d in columns
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return lines
 
 
 def _median(rows: list[dict], key: str) -> float:
-    values = [r[key] for r in rows if r[key] == r[key]]
-    return float(np.median(values)) if values else float("nan")
+    return nan_median([r[key] for r in rows])
 
 
 def report_section(training: Training, run: TaskRun, figures: Path, root: Path) -> list[str]:
     """Markdown for the training and task results; copies one montage per task to ``figures``."""
     ae, first, last = training.autoencoder, training.diffusion_first, training.diffusion_last
     pairs = [r for r in run.generate if not r["healthy"]]
-    in_brain_condition = _fmt(_median(run.condition, "lesion_in_brain"))
-    in_brain_pairs = _fmt(_median(pairs, "lesion_in_brain"))
+    in_brain_condition = format_value(_median(run.condition, "lesion_in_brain"))
+    in_brain_pairs = format_value(_median(pairs, "lesion_in_brain"))
+    heal_ratio = format_value(_median(run.heal, "mae_ratio"))
+    heal_psnr = format_value(_median(run.heal, "psnr_outside"), 1)
+    lesion_ratio = format_value(_median(run.lesion, "intensity_ratio"))
+    lesion_psnr = format_value(_median(run.lesion, "psnr_outside"), 1)
     total = sum(training.seconds.values())
     lines = [
         "## Training (`tiny` preset)",
@@ -187,9 +188,9 @@ def report_section(training: Training, run: TaskRun, figures: Path, root: Path) 
         f"| image PSNR (dB) | {ae['val/psnr']:.2f} |",
         f"| image SSIM | {ae['val/ssim']:.3f} |",
         f"| mask Dice, lesions ≥ 5 mL (n = {ae['val/n_large']:.0f}) "
-        f"| {_fmt(ae['val/dice_large'])} |",
+        f"| {format_value(ae['val/dice_large'])} |",
         f"| mask Dice, lesions < 5 mL (n = {ae['val/n_small']:.0f}) "
-        f"| {_fmt(ae['val/dice_small'])} |",
+        f"| {format_value(ae['val/dice_small'])} |",
         "",
         "| denoiser validation loss | step 0 | last | last / first |",
         "|---|---|---|---|",
@@ -211,9 +212,9 @@ def report_section(training: Training, run: TaskRun, figures: Path, root: Path) 
         "",
         "### Heal",
         "",
-        f"Median in-lesion MAE to the known healthy scan: output / input = "
-        f"{_fmt(_median(run.heal, 'mae_ratio'))}; median PSNR to the input outside the dilated "
-        f"lesion {_fmt(_median(run.heal, 'psnr_outside'), 1)} dB ({run.seconds['heal']:.0f} s).",
+        f"Median in-lesion MAE to the known healthy scan: output / input = {heal_ratio}; median "
+        f"PSNR to the input outside the dilated lesion {heal_psnr} dB "
+        f"({run.seconds['heal']:.0f} s).",
         "",
         *_table(
             run.heal,
@@ -229,10 +230,8 @@ def report_section(training: Training, run: TaskRun, figures: Path, root: Path) 
         "",
         "### Lesion insertion",
         "",
-        f"Median intensity inside the target mask after / before "
-        f"{_fmt(_median(run.lesion, 'intensity_ratio'))}; median PSNR to the input outside the "
-        f"dilated mask {_fmt(_median(run.lesion, 'psnr_outside'), 1)} dB "
-        f"({run.seconds['lesion']:.0f} s).",
+        f"Median intensity inside the target mask after / before {lesion_ratio}; median PSNR to "
+        f"the input outside the dilated mask {lesion_psnr} dB ({run.seconds['lesion']:.0f} s).",
         "",
         *_table(
             run.lesion,

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from usbrain.data.datasets import read_manifest
 from usbrain.data.nifti import Volume, load_image, load_mask
 from usbrain.data.pseudo import sample_lesion_ratio
 from usbrain.errors import InputError
@@ -37,12 +38,13 @@ from usbrain.evaluate.baselines import (
     replace_outside,
     sdedit_config,
 )
+from usbrain.evaluate.summary import nan_median
 from usbrain.evaluate.tasks import heal_scores, lesion_scores
 from usbrain.pipeline import Pipeline
 from usbrain.tasks.heal import heal
 from usbrain.tasks.lesion import lesion
 
-REQUIRED = ("subject", "image", "mask", "healthy_image", "split")
+GROUND_TRUTH = ("mask", "healthy_image", "split")
 
 
 @dataclass(frozen=True)
@@ -56,23 +58,31 @@ class Case:
     mask: Volume
 
 
-def read_cases(manifest: Path, split: str) -> list[Case]:
-    """The ``split`` rows with a lesion and a known healthy image."""
-    if not manifest.is_file():
-        raise InputError(f"{manifest}: manifest not found")
+def _kinds(manifest: Path) -> dict[str, str]:
+    """The optional ``kind`` column (stroke, wmh, …) the built-in cohort adds, by subject."""
     with manifest.open(newline="") as f:
-        reader = csv.DictReader(f)
-        missing = [c for c in REQUIRED if c not in (reader.fieldnames or [])]
-        if missing:
-            raise InputError(f"{manifest}: missing column(s) {', '.join(missing)}")
-        rows = [r for r in reader if r["split"] == split and r["mask"] and r["healthy_image"]]
+        return {(r.get("subject") or "").strip(): r.get("kind") or "" for r in csv.DictReader(f)}
+
+
+def read_cases(manifest: Path, split: str) -> list[Case]:
+    """The ``split`` scans of a manifest (:func:`~usbrain.data.datasets.read_manifest`) with a
+    lesion and a known healthy image."""
+    records = read_manifest(manifest)
+    missing = [c for c in GROUND_TRUTH if all(getattr(r, c) is None for r in records)]
+    if missing:
+        raise InputError(
+            f"{manifest}: missing column(s) {', '.join(missing)} (no row has a value); the "
+            "benchmark needs each scan's lesion mask, healthy version and split"
+        )
+    kinds = _kinds(manifest)
     cases = []
-    for r in rows:
-        mask = load_mask(manifest.parent / r["mask"])
+    for r in records:
+        if r.split != split or r.mask is None or r.healthy_image is None:
+            continue
+        mask = load_mask(r.mask)
         if mask.data.any():
-            sick = load_image(manifest.parent / r["image"])
-            healthy = load_image(manifest.parent / r["healthy_image"])
-            cases.append(Case(r["subject"], r.get("kind", ""), sick, healthy, mask))
+            sick, healthy = load_image(r.image), load_image(r.healthy_image)
+            cases.append(Case(r.subject, kinds.get(r.subject, ""), sick, healthy, mask))
     if not cases:
         raise InputError(f"{manifest}: no {split} scan with a lesion and a healthy_image")
     return cases
@@ -80,8 +90,7 @@ def read_cases(manifest: Path, split: str) -> list[Case]:
 
 def read_scans(manifest: Path) -> list[Volume]:
     """Every ``image`` of the manifest (all splits): the real set of distribution scores."""
-    with manifest.open(newline="") as f:
-        return [load_image(manifest.parent / r["image"]) for r in csv.DictReader(f)]
+    return [load_image(r.image) for r in read_manifest(manifest)]
 
 
 Method = Callable[[Case, int], np.ndarray]
@@ -124,11 +133,6 @@ def lesion_methods(pipe: Pipeline, seed: int, cases: list[Case]) -> dict[str, Me
     }
 
 
-def _median(values: list[float]) -> float:
-    finite = [v for v in values if v == v]
-    return float(np.median(finite)) if finite else float("nan")
-
-
 @torch.inference_mode()
 def run_benchmark(
     pipe: Pipeline, cases: list[Case], seed: int = 0
@@ -158,7 +162,7 @@ def run_benchmark(
                     examples[task][name] = out
             keys = [k for k in per_case[0] if k != "subject"]
             results[task][name] = {
-                "median": {k: _median([r[k] for r in per_case]) for k in keys},
+                "median": {k: nan_median([r[k] for r in per_case]) for k in keys},
                 "cases": per_case,
                 "seconds": time.perf_counter() - start,
             }

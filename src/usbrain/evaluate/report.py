@@ -13,6 +13,7 @@ from usbrain.config import to_dict
 from usbrain.evaluate.benchmark import Case, read_cases, read_scans, run_benchmark, write_results
 from usbrain.evaluate.features import FeatureNetwork, hdbet_encoder
 from usbrain.evaluate.generation import generation_scores, model_space_images
+from usbrain.evaluate.summary import format_value
 from usbrain.files import atomic_dir, check_writable
 from usbrain.pipeline import Pipeline
 from usbrain.viz import comparison, save_figure
@@ -33,12 +34,6 @@ COLUMNS = {
 KEY_METRIC = {"heal": "mae_lesion_output", "lesion": "mae_lesion_output"}
 
 
-def _fmt(v: float, digits: int) -> str:
-    if v != v:
-        return "—"
-    return "∞" if v == float("inf") else f"{v:.{digits}f}"
-
-
 def table(results: dict, task: str) -> list[str]:
     cols = COLUMNS[task]
     lines = [
@@ -46,7 +41,7 @@ def table(results: dict, task: str) -> list[str]:
         "|---|" + "---|" * (len(cols) + 1),
     ]
     for name, r in results[task].items():
-        cells = [_fmt(r["median"][k], digits) for k, _, _, digits in cols]
+        cells = [format_value(r["median"][k], digits) for k, _, _, digits in cols]
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {r['seconds']:.0f} |")
     return lines
 
@@ -125,9 +120,9 @@ def generation_table(scores: dict) -> list[str]:
     div = scores["ms_ssim_diversity"]
     lines += [
         "",
-        f"MS-SSIM between pairs (lower = more diverse): real {_fmt(div['real'], 3)}, USB "
-        f"{_fmt(div['usb'], 3)}. Median fraction of generated lesion voxels inside the "
-        f"generated brain: {_fmt(scores['lesion_in_brain_median'], 2)}.",
+        f"MS-SSIM between pairs (lower = more diverse): real {format_value(div['real'], 3)}, USB "
+        f"{format_value(div['usb'], 3)}. Median fraction of generated lesion voxels inside the "
+        f"generated brain: {format_value(scores['lesion_in_brain_median'], 2)}.",
     ]
     return lines
 
