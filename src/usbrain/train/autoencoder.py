@@ -14,7 +14,6 @@ from torch.utils.data import Dataset
 from usbrain.config import Config, TrainConfig
 from usbrain.evaluate.metrics import dice, psnr, ssim
 from usbrain.models.autoencoder import Autoencoder, kl_divergence
-from usbrain.train.layout import channels_last_on_cpu
 
 LARGE_LESION_ML = 5.0
 
@@ -102,8 +101,7 @@ class AutoencoderJob:
     ) -> dict[str, torch.Tensor]:
         images, masks = _stack(self.train_set, indices)
         images, masks = random_crop([images, masks], self.config.autoencoder.train_patch, generator)
-        batch = {"images": images.to(device), "masks": masks.to(device)}
-        return channels_last_on_cpu(self.model, batch, device)
+        return {"images": images.to(device), "masks": masks.to(device)}
 
     @torch.no_grad()
     def validate(self, model: nn.Module, device: torch.device) -> dict[str, float]:

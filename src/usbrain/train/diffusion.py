@@ -19,7 +19,6 @@ from usbrain.models.autoencoder import Autoencoder
 from usbrain.models.denoiser import PairedDenoiser
 from usbrain.train.autoencoder import mid_slices
 from usbrain.train.latents import Latents
-from usbrain.train.layout import channels_last_on_cpu
 
 VALIDATION_SEED = 1234
 VALIDATION_TIMESTEPS = 8  # per validation sample, evenly spread over [0, T)
@@ -74,8 +73,7 @@ class DiffusionJob:
         self, indices: list[int], generator: torch.Generator, device: torch.device
     ) -> dict[str, torch.Tensor]:
         x0, m0 = self.train.x[indices], self.train.m[indices]
-        batch = _noised_inputs(x0, m0, self.schedule, self.config, generator, device, train=True)
-        return channels_last_on_cpu(self.model, batch, device)
+        return _noised_inputs(x0, m0, self.schedule, self.config, generator, device, train=True)
 
     @torch.no_grad()
     def validate(self, model: nn.Module, device: torch.device) -> dict[str, float]:

@@ -1,4 +1,4 @@
-"""Memory layout of training tensors.
+"""Memory layout of training tensors, chosen once by the training loop for every job.
 
 On CPU, oneDNN's 3D convolutions run faster on channels-last tensors: measured on 2 cores, a
 tiny-preset autoencoder step ~20% and a paired U-Net step 18% (0.745 → 0.611 s) faster. (bf16
@@ -11,14 +11,20 @@ import torch
 from torch import nn
 
 
-def channels_last_on_cpu(
-    model: nn.Module, tensors: dict[str, torch.Tensor], device: torch.device
+def channels_last_model(model: nn.Module, device: torch.device) -> nn.Module:
+    """``model`` (already on ``device``) in channels-last-3d on CPU; unchanged elsewhere."""
+    if device.type == "cpu":
+        model.to(memory_format=torch.channels_last_3d)
+    return model
+
+
+def channels_last_batch(
+    batch: dict[str, torch.Tensor], device: torch.device
 ) -> dict[str, torch.Tensor]:
-    """On CPU, ``model`` and the 5D ``tensors`` in channels-last-3d; elsewhere unchanged."""
+    """The 5D tensors of ``batch`` in channels-last-3d on CPU; unchanged elsewhere."""
     if device.type != "cpu":
-        return tensors
-    model.to(memory_format=torch.channels_last_3d)
+        return batch
     return {
         k: v.contiguous(memory_format=torch.channels_last_3d) if v.ndim == 5 else v
-        for k, v in tensors.items()
+        for k, v in batch.items()
     }

@@ -31,6 +31,7 @@ from usbrain.config import Config, Precision, TrainConfig
 from usbrain.errors import ConfigError
 from usbrain.train.checkpoint import load_checkpoint, load_weights, save_checkpoint
 from usbrain.train.distributed import World, mean_across
+from usbrain.train.layout import channels_last_batch, channels_last_model
 
 AUTOCAST_DTYPES = {Precision.BF16: torch.bfloat16, Precision.FP16: torch.float16}
 
@@ -145,7 +146,7 @@ def train(
     device = world.device
     out = Path(out)
     checkpoint_dir = out / "checkpoint"
-    model = job.model.to(device)
+    model = channels_last_model(job.model.to(device), device)
     objective = job.objective.to(device)
     ema = AveragedModel(model, avg_fn=ema_update(tc.ema_decay), use_buffers=True)
     optimizer = torch.optim.AdamW(model.parameters(), lr=tc.lr, betas=tuple(tc.adam_betas))
@@ -211,7 +212,7 @@ def train(
         for micro in range(tc.grad_accumulation):
             position = step * tc.grad_accumulation + micro
             indices = batch_indices(job.num_items, tc.batch_size, position, world, config.seed)
-            inputs = job.inputs(indices, generator, device)
+            inputs = channels_last_batch(job.inputs(indices, generator, device), device)
             with torch.autocast(
                 device.type,
                 dtype=autocast_dtype or torch.float32,
