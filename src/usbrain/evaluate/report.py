@@ -91,6 +91,8 @@ def write_report(
             f"![{task} methods](figures/{task}_methods.png)",
             "",
         ]
+    if "generation" in results:
+        lines += ["## Generation", "", *generation_table(results["generation"]), ""]
     path = out / "report.md"
     path.write_text("\n".join(lines))
     return path
@@ -170,9 +172,5 @@ def benchmark_to_folder(
     ]
     with atomic_dir(out, overwrite) as tmp:
         write_results(results, tmp / "results.json")
-        report = write_report(results, examples, cases, tmp, header)
-        if "generation" in results:
-            text = report.read_text()
-            section = ["", "## Generation", "", *generation_table(results["generation"]), ""]
-            report.write_text(text + "\n".join(section))
+        write_report(results, examples, cases, tmp, header)
     return out / "report.md"
