@@ -74,6 +74,9 @@ class AutoencoderConfig:
     # σ ≈ 1 drowns the latent mean in sampling noise for the first hundreds of steps, so a short
     # run trains its decoder on noise and reconstructs blurred volumes.
     initial_log_variance: float = 0.0
+    # Weight of a (1 − SSIM) term on image reconstructions. L1 alone converges to blurred edges
+    # first; SSIM's structure term rewards edges directly, which is what short runs lack.
+    ssim_weight: float = 0.0
 
     @property
     def downsampling(self) -> int:

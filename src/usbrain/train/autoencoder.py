@@ -14,6 +14,7 @@ from torch.utils.data import Dataset
 from usbrain.config import Config, TrainConfig
 from usbrain.evaluate.metrics import dice, psnr, ssim
 from usbrain.models.autoencoder import Autoencoder, kl_divergence
+from usbrain.train.losses import ssim_loss
 
 LARGE_LESION_ML = 5.0
 
@@ -27,12 +28,14 @@ class AutoencoderObjective(nn.Module):
         kl_weight: float,
         lesion_weight: float,
         clamped_l1: bool = False,
+        ssim_weight: float = 0.0,
     ) -> None:
         super().__init__()
         self.autoencoder = autoencoder
         self.kl_weight = kl_weight
         self.lesion_weight = lesion_weight
         self.clamped_l1 = clamped_l1
+        self.ssim_weight = ssim_weight
 
     def forward(self, images: torch.Tensor, masks: torch.Tensor) -> dict[str, torch.Tensor]:
         x = torch.cat([images, masks])
@@ -49,7 +52,12 @@ class AutoencoderObjective(nn.Module):
         # As in MONAI's latent-diffusion recipes: per-voxel L1 means, KL summed over the latent.
         kl = kl_divergence(mu.float(), sigma.float())
         loss = l1_image + l1_mask + self.kl_weight * kl
-        return {"loss": loss, "l1_image": l1_image, "l1_mask": l1_mask, "kl": kl}
+        losses = {"l1_image": l1_image, "l1_mask": l1_mask, "kl": kl}
+        if self.ssim_weight > 0:
+            # Scored on the clamped output, as validation and every task use it.
+            losses["ssim"] = ssim_loss(recon[:n].clamp(0, 1), images)
+            loss = loss + self.ssim_weight * losses["ssim"]
+        return {"loss": loss, **losses}
 
 
 def random_crop(
@@ -83,7 +91,11 @@ class AutoencoderJob:
             ae_cfg, checkpointing=config.train_autoencoder.activation_checkpointing
         )
         self.objective = AutoencoderObjective(
-            self.model, ae_cfg.kl_weight, ae_cfg.lesion_weight, ae_cfg.clamped_l1
+            self.model,
+            ae_cfg.kl_weight,
+            ae_cfg.lesion_weight,
+            ae_cfg.clamped_l1,
+            ae_cfg.ssim_weight,
         )
         self.train_set = train_set
         self.val_set = val_set
