@@ -94,6 +94,15 @@ class UNetConfig:
     norm_num_groups: int = 32
 
 
+class Coupling(StrEnum):
+    """What each U-Net sees of the other chain. USB is ``estimate``; the others are the
+    ablations that show what the coupling buys (generation only: edits need ``estimate``)."""
+
+    ESTIMATE = "estimate"  # lesion model sees x_t; brain model sees the lesion model's m0_hat
+    NOISY = "noisy"  # brain model sees the noisy mask latent m_t instead of the estimate
+    NONE = "none"  # two independent models: each sees zeros in place of the other chain
+
+
 @dataclass(frozen=True)
 class DiffusionConfig:
     """DDPM noise schedule and paired-training choices (design.md §2)."""
@@ -106,6 +115,7 @@ class DiffusionConfig:
     # near t = T the one-step estimate divides by sqrt(ab_t) ≈ 0.006 and is amplified noise.
     condition_clip: float = 5.0
     staged: bool = False  # lesion model first, then brain model against it (authors' code)
+    coupling: Coupling = Coupling.ESTIMATE
 
 
 class SamplerKind(StrEnum):

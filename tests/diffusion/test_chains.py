@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from usbrain.config import Coupling
 from usbrain.diffusion.chains import sample_brain, sample_lesion, sample_pair
 from usbrain.diffusion.samplers import DDIMSampler
 from usbrain.diffusion.schedule import NoiseSchedule, q_sample, x0_from_eps
@@ -49,6 +50,16 @@ def test_pair_steps_both_chains_with_the_clamped_lesion_estimate():
         xr, mr = s.step(eps_x, t, xr).prev_sample, s.step(eps_m, t, mr).prev_sample
     torch.testing.assert_close(x, xr)
     torch.testing.assert_close(m, mr)
+
+
+def test_pair_with_noisy_coupling_conditions_the_brain_on_the_noisy_mask():
+    net, s = StubDenoiser(), sampler()
+    cpu = torch.device("cpu")
+    sample_pair(net, s, SHAPE, torch.Generator().manual_seed(0), 5.0, cpu, coupling=Coupling.NOISY)
+    lesion_calls = [c for c in net.calls if c[0] == "lesion"]
+    brain_calls = [c for c in net.calls if c[0] == "brain"]
+    for (_, _, m_t, _), (_, _, _, cond) in zip(lesion_calls, brain_calls, strict=True):
+        torch.testing.assert_close(cond, m_t)
 
 
 def test_brain_chain_sees_the_fixed_condition_and_applies_guidance():

@@ -20,7 +20,8 @@ from collections.abc import Callable
 import torch
 from tqdm.auto import tqdm
 
-from usbrain.diffusion.paired import lesion_condition
+from usbrain.config import Coupling
+from usbrain.diffusion.paired import brain_condition
 from usbrain.diffusion.samplers import Sampler, StepOutput
 from usbrain.diffusion.schedule import q_sample
 from usbrain.models.denoiser import PairedDenoiser
@@ -50,16 +51,18 @@ def sample_pair(
     clip: float,
     device: torch.device,
     progress: bool = False,
+    coupling: Coupling = Coupling.ESTIMATE,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """A new (brain latent, mask latent) pair of ``shape`` from noise, on ``sampler.timesteps``."""
+    """A new (brain latent, mask latent) pair of ``shape`` from noise, on ``sampler.timesteps``;
+    ``coupling`` is the one the denoisers were trained with."""
     x = randn(shape, generator, device)
     m = randn(shape, generator, device)
     brain_sampler, lesion_sampler = sampler.fresh(), sampler.fresh()
     for t in _steps(sampler.timesteps, "generate", progress):
         tt = _batch_t(t, x)
         eps_m = denoiser.eps_lesion(m, tt, x)
-        m0_hat = lesion_condition(sampler.schedule, m, tt, eps_m, clip)
-        eps_x = denoiser.eps_brain(x, tt, m0_hat)
+        condition = brain_condition(coupling, sampler.schedule, m, tt, eps_m, clip)
+        eps_x = denoiser.eps_brain(x, tt, condition)
         x = brain_sampler.step(eps_x, t, x, generator).prev_sample
         m = lesion_sampler.step(eps_m, t, m, generator).prev_sample
     return x, m

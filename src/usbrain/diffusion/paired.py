@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from usbrain.config import Coupling
 from usbrain.diffusion.schedule import NoiseSchedule, q_sample, x0_from_eps
 from usbrain.models.denoiser import PairedDenoiser
 
@@ -42,6 +43,23 @@ def lesion_condition(
     return x0_from_eps(schedule, m_t, t, eps_m_hat).clamp(-clip, clip)
 
 
+def brain_condition(
+    coupling: Coupling,
+    schedule: NoiseSchedule,
+    m_t: torch.Tensor,
+    t: torch.Tensor,
+    eps_m_hat: torch.Tensor,
+    clip: float,
+) -> torch.Tensor:
+    """What the brain model sees of the mask chain under ``coupling`` (same shape as ``m_t``):
+    the clamped one-step estimate (USB), the noisy mask latent itself, or zeros."""
+    if coupling is Coupling.ESTIMATE:
+        return lesion_condition(schedule, m_t, t, eps_m_hat, clip)
+    if coupling is Coupling.NOISY:
+        return m_t
+    return torch.zeros_like(m_t)
+
+
 class PairedObjective(nn.Module):
     """forward(x0, m0, t, eps_x, eps_m, keep) → {"loss", "loss_lesion", "loss_brain"}.
 
@@ -49,11 +67,18 @@ class PairedObjective(nn.Module):
     model's condition. ``stage`` selects what is trained (staged training freezes the other).
     """
 
-    def __init__(self, denoiser: PairedDenoiser, schedule: NoiseSchedule, clip: float) -> None:
+    def __init__(
+        self,
+        denoiser: PairedDenoiser,
+        schedule: NoiseSchedule,
+        clip: float,
+        coupling: Coupling = Coupling.ESTIMATE,
+    ) -> None:
         super().__init__()
         self.denoiser = denoiser
         self.schedule = schedule
         self.clip = clip
+        self.coupling = coupling
         self.stage = Stage.JOINT
 
     def forward(
@@ -72,7 +97,9 @@ class PairedObjective(nn.Module):
         loss_lesion = F.mse_loss(eps_m_hat.float(), eps_m)
         if self.stage is Stage.LESION:
             return {"loss": loss_lesion, "loss_lesion": loss_lesion.detach()}
-        m0_hat = lesion_condition(self.schedule, m_t, t, eps_m_hat.detach().float(), self.clip)
+        m0_hat = brain_condition(
+            self.coupling, self.schedule, m_t, t, eps_m_hat.detach().float(), self.clip
+        )
         condition = m0_hat * keep.reshape(-1, *([1] * (m0_hat.ndim - 1)))
         eps_x_hat = self.denoiser.eps_brain(x_t, t, condition)
         loss_brain = F.mse_loss(eps_x_hat.float(), eps_x)

@@ -61,17 +61,25 @@ class PairedDenoiser(nn.Module):
     """
 
     def __init__(
-        self, config: UNetConfig, latent_channels: int, checkpointing: bool = False
+        self,
+        config: UNetConfig,
+        latent_channels: int,
+        checkpointing: bool = False,
+        independent: bool = False,
     ) -> None:
         super().__init__()
         self.lesion = build_unet(config, latent_channels)
         self.brain = build_unet(config, latent_channels)
+        # The ablation without coupling: the lesion model sees zeros instead of the brain.
+        self.independent = independent
         if checkpointing:
             checkpoint_blocks(self.lesion)
             checkpoint_blocks(self.brain)
 
     def eps_lesion(self, m_t: torch.Tensor, t: torch.Tensor, x_t: torch.Tensor) -> torch.Tensor:
         """Predicted noise of the mask latent ``m_t`` given the noisy brain ``x_t``."""
+        if self.independent:
+            x_t = torch.zeros_like(x_t)
         return self.lesion(torch.cat([m_t, x_t], dim=1), t)
 
     def eps_brain(self, x_t: torch.Tensor, t: torch.Tensor, m0_hat: torch.Tensor) -> torch.Tensor:

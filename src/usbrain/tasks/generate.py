@@ -68,6 +68,7 @@ def generate(
                 pipe.config.diffusion.condition_clip,
                 device,
                 progress=progress,
+                coupling=pipe.config.diffusion.coupling,
             )
             mask = (decode(pipe, m) > sampling.threshold).astype(np.uint8)
         image = np.clip(decode(pipe, x), 0.0, 1.0)

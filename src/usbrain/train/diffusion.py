@@ -12,8 +12,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from usbrain.config import Config, TrainConfig
-from usbrain.diffusion.paired import PairedObjective, Stage, lesion_condition
+from usbrain.config import Config, Coupling, TrainConfig
+from usbrain.diffusion.paired import (
+    PairedObjective,
+    Stage,
+    brain_condition,
+    lesion_condition,
+)
 from usbrain.diffusion.schedule import NoiseSchedule, antithetic_timesteps, q_sample, x0_from_eps
 from usbrain.models.autoencoder import Autoencoder
 from usbrain.models.denoiser import PairedDenoiser
@@ -49,8 +54,11 @@ class DiffusionJob:
             config.unet,
             config.autoencoder.latent_channels,
             checkpointing=config.train_diffusion.activation_checkpointing,
+            independent=config.diffusion.coupling is Coupling.NONE,
         )
-        self.objective = PairedObjective(self.model, self.schedule, config.diffusion.condition_clip)
+        self.objective = PairedObjective(
+            self.model, self.schedule, config.diffusion.condition_clip, config.diffusion.coupling
+        )
         self.train = train
         self.val = val
         self.num_items = train.x.shape[0]
@@ -91,9 +99,11 @@ class DiffusionJob:
         generator = torch.Generator().manual_seed(VALIDATION_SEED)
         x_t = q_sample(self.schedule, x0, t, torch.randn(x0.shape, generator=generator).to(device))
         m_t = q_sample(self.schedule, m0, t, torch.randn(m0.shape, generator=generator).to(device))
-        clip = self.config.diffusion.condition_clip
-        m0_hat = lesion_condition(self.schedule, m_t, t, model.eps_lesion(m_t, t, x_t), clip)
-        x0_hat = x0_from_eps(self.schedule, x_t, t, model.eps_brain(x_t, t, m0_hat))
+        d = self.config.diffusion
+        eps_m = model.eps_lesion(m_t, t, x_t)
+        m0_hat = lesion_condition(self.schedule, m_t, t, eps_m, d.condition_clip)
+        condition = brain_condition(d.coupling, self.schedule, m_t, t, eps_m, d.condition_clip)
+        x0_hat = x0_from_eps(self.schedule, x_t, t, model.eps_brain(x_t, t, condition))
         decoded = ae.decode(torch.cat([x0, x0_hat, m0, m0_hat])).clamp(0, 1)
         return {"val/one_step_estimates": mid_slices(decoded)}
 
@@ -127,7 +137,8 @@ def validation_loss(
 ) -> dict[str, float]:
     """Mean ε-MSE of both models over ``val`` at evenly spread timesteps, fixed noise."""
     model.eval()
-    objective = PairedObjective(model, schedule, config.diffusion.condition_clip)
+    d = config.diffusion
+    objective = PairedObjective(model, schedule, d.condition_clip, d.coupling)
     generator = torch.Generator().manual_seed(VALIDATION_SEED)
     steps = torch.linspace(0, schedule.num_timesteps - 1, VALIDATION_TIMESTEPS).long()
     total = {"loss_lesion": 0.0, "loss_brain": 0.0}
