@@ -119,6 +119,18 @@ def _train(args: argparse.Namespace) -> None:
         print(f"pipeline written: {path}")
 
 
+def _train_seg(args: argparse.Namespace) -> None:
+    import torch
+
+    from usbrain.evaluate.segmenter import SegmenterConfig, train_segmenter
+
+    given = {"steps": args.steps} if args.steps is not None else {}
+    config = SegmenterConfig(seed=args.seed, **given)
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    path = train_segmenter(args.data, config, args.out, overwrite=args.overwrite, device=device)
+    print(f"lesion segmenter written: {path}")
+
+
 def _task_options(args: argparse.Namespace):
     import torch
 
@@ -310,6 +322,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--staged", action="store_true", help="lesion model first, then brain model")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     _add_config(p)
+    _add_overwrite(p)
+
+    p = command("train-seg", _train_seg, "train the lesion segmenter used by the lesion metrics")
+    p.add_argument("--data", type=Path, required=True, help="cache folder (its train split)")
+    p.add_argument("--out", type=Path, required=True, help="segmenter folder to write")
+    p.add_argument("--steps", type=int, default=None, help="training steps (default 200)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     _add_overwrite(p)
 
     def task_command(name, run, help_, *, samples: bool = False, export: bool = True):

@@ -17,6 +17,14 @@ class ConfigError(UsbrainError):
     """A configuration value is unknown, mistyped or impossible."""
 
 
+class ShapeMismatchError(InputError, ValueError):
+    """Volumes compared voxel by voxel are not on one grid (their shapes differ)."""
+
+
+class EmptyReferenceError(InputError, ValueError):
+    """A metric needs a nonempty reference mask (e.g. a relative lesion volume) and got none."""
+
+
 def problems_error(header: str, problems: list[str]) -> InputError:
     """One :class:`InputError` listing every problem found (duplicates once), one per line."""
     listing = "\n  ".join(dict.fromkeys(problems))
