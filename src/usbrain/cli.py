@@ -218,8 +218,17 @@ def _benchmark(args: argparse.Namespace) -> None:
         args.overwrite,
         args.features,
         args.feature_size,
+        args.ablations,
+        dict(_variant(v) for v in args.variant),
     )
     print(f"benchmark report: {report}")
+
+
+def _variant(text: str) -> tuple[str, Path]:
+    name, sep, path = text.partition("=")
+    if not sep or not name or not path:
+        raise UsbrainError(f"--variant {text!r}: expected NAME=PIPELINE_DIR, e.g. staged=runs/s")
+    return name, Path(path)
 
 
 def _demo(args: argparse.Namespace) -> None:
@@ -413,6 +422,20 @@ def build_parser() -> argparse.ArgumentParser:
         "a path to an HD-BET weight file, or none (default hdbet)",
     )
     p.add_argument("--feature-size", type=int, default=128, help="feature input cube (voxels)")
+    p.add_argument(
+        "--ablations",
+        action="store_true",
+        help="also run USB without ACG, without LCG, with the other pull target and lesion map, "
+        "and with the paper's 300 steps",
+    )
+    p.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="NAME=DIR",
+        help="another trained pipeline to score beside --checkpoint (e.g. staged training, "
+        "diffusion.coupling=noisy or none); repeatable",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default=None, help="cpu or cuda (default cpu)")
     _add_overwrite(p)

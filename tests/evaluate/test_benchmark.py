@@ -73,3 +73,37 @@ def test_benchmark_needs_ground_truth(setup, tmp_path, capsys):
         ["benchmark", "--checkpoint", str(pipe), "--data", str(bare), "--out", str(tmp_path / "o")]
     )
     assert code == 2 and "missing column" in capsys.readouterr().err
+
+
+def test_ablations_and_trained_variants_are_scored_side_by_side(setup, tmp_path):
+    from usbrain.pipeline import Pipeline
+
+    manifest, pipe, _ = setup
+    torch.manual_seed(1)
+    independent = Pipeline.build(micro_config("diffusion.coupling=none"))
+    independent = independent.save_pretrained(tmp_path / "independent")
+    out = tmp_path / "bench"
+    args = ["benchmark", "--checkpoint", pipe, "--data", manifest, "--out", out, "--features"]
+    args += ["none", "--ablations", "--variant", f"independent={independent}"]
+    assert main([str(a) for a in args]) == 0
+    results = json.loads((out / "results.json").read_text())
+    for task in ("heal", "lesion"):
+        ablations = ("no-acg", "no-lcg", "pull-noised", "map-latent", "100-steps")
+        assert {f"usb {a}" for a in ablations} <= set(results[task])
+    variants = results["variants"]
+    assert set(variants) == {"this checkpoint", "independent"}
+    assert variants["this checkpoint"]["heal"] == results["heal"]["usb"]
+    assert "heal" not in variants["independent"]  # edits need the estimate coupling
+    assert variants["independent"]["coupling"] == "none"
+    assert variants["independent"]["generation"]["n"] == 5
+    report = (out / "report.md").read_text()
+    row = re.search(r"^\| independent \| none \| joint \| — \| — \| (.+) \|$", report, re.M)
+    assert row is not None, report.split("## Trained variants")[1]
+
+
+def test_benchmark_refuses_a_malformed_variant(setup, tmp_path, capsys):
+    manifest, pipe, _ = setup
+    args = ["benchmark", "--checkpoint", pipe, "--data", manifest, "--out", tmp_path / "b"]
+    assert main([str(a) for a in [*args, "--variant", "nodir"]]) == 2
+    assert "NAME=PIPELINE_DIR" in capsys.readouterr().err
+    assert not (tmp_path / "b").exists()

@@ -26,12 +26,14 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from usbrain.config import SamplingConfig
+from usbrain.config import LesionMap, PullTarget, SamplingConfig
 from usbrain.data.preprocess import brain_mask
 from usbrain.data.pseudo import embed_lesion, white_matter_mean
 from usbrain.diffusion.samplers import StepOutput
 from usbrain.diffusion.schedule import NoiseSchedule, q_sample
 from usbrain.tasks.edit import EditState
+
+PAPER_STEPS = 300  # the paper's DDIM steps, against our faster default
 
 
 def fill_white_matter(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -88,6 +90,23 @@ def sdedit_config(sampling: SamplingConfig, keep_anatomy: bool = False) -> Sampl
     return replace(
         sampling, guidance=replace(sampling.guidance, anatomy=keep_anatomy, lesion=False)
     )
+
+
+def ablation_configs(sampling: SamplingConfig, timesteps: int) -> dict[str, SamplingConfig]:
+    """USB's edit with one sampling choice changed each: the ablations design.md §2 names
+    (no ACG, no LCG, the other ACG pull target, the other lesion map, the paper's step count —
+    at most the ``timesteps`` the model was trained with)."""
+    g = sampling.guidance
+    steps = min(PAPER_STEPS, timesteps)
+    other_target = PullTarget.NOISED if g.pull_target is PullTarget.CLEAN else PullTarget.CLEAN
+    other_map = LesionMap.LATENT if g.lesion_map is LesionMap.POOLED else LesionMap.POOLED
+    return {
+        "no-acg": replace(sampling, guidance=replace(g, anatomy=False)),
+        "no-lcg": replace(sampling, guidance=replace(g, lesion=False)),
+        f"pull-{other_target}": replace(sampling, guidance=replace(g, pull_target=other_target)),
+        f"map-{other_map}": replace(sampling, guidance=replace(g, lesion_map=other_map)),
+        f"{steps}-steps": replace(sampling, steps=steps),
+    }
 
 
 def replace_outside(state: EditState) -> ReplaceOutside:

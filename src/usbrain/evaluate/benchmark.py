@@ -31,6 +31,7 @@ from usbrain.data.nifti import Volume, load_image, load_mask
 from usbrain.data.pseudo import sample_lesion_ratio
 from usbrain.errors import InputError
 from usbrain.evaluate.baselines import (
+    ablation_configs,
     fill_mirror,
     fill_white_matter,
     intensity_model_lesion,
@@ -96,10 +97,24 @@ def read_scans(manifest: Path) -> list[Volume]:
 Method = Callable[[Case, int], np.ndarray]
 
 
-def heal_methods(pipe: Pipeline, seed: int) -> dict[str, Method]:
+def _usb_variants(pipe: Pipeline, edit, source: str, seed: int, ablations: bool):
+    """``usb`` and, with ``ablations``, ``usb <ablation>`` for each of :func:`ablation_configs`."""
+    s = pipe.config.sampling
+    configs = {"usb": s}
+    if ablations:
+        more = ablation_configs(s, pipe.config.diffusion.timesteps)
+        configs |= {f"usb {name}": cfg for name, cfg in more.items()}
+
+    def method(cfg):
+        return lambda c, _: edit(pipe, getattr(c, source), c.mask, cfg, seed).image.data
+
+    return {name: method(cfg) for name, cfg in configs.items()}
+
+
+def heal_methods(pipe: Pipeline, seed: int, ablations: bool = False) -> dict[str, Method]:
     s = pipe.config.sampling
     return {
-        "usb": lambda c, _: heal(pipe, c.sick, c.mask, s, seed).image.data,
+        **_usb_variants(pipe, heal, "sick", seed, ablations),
         "sdedit": lambda c, _: heal(pipe, c.sick, c.mask, sdedit_config(s), seed).image.data,
         "inpaint": lambda c, _: (
             heal(pipe, c.sick, c.mask, s, seed, guidance_for=replace_outside).image.data
@@ -109,7 +124,9 @@ def heal_methods(pipe: Pipeline, seed: int) -> dict[str, Method]:
     }
 
 
-def lesion_methods(pipe: Pipeline, seed: int, cases: list[Case]) -> dict[str, Method]:
+def lesion_methods(
+    pipe: Pipeline, seed: int, cases: list[Case], ablations: bool = False
+) -> dict[str, Method]:
     s = pipe.config.sampling
     rng = np.random.default_rng(seed)
 
@@ -124,7 +141,7 @@ def lesion_methods(pipe: Pipeline, seed: int, cases: list[Case]) -> dict[str, Me
         return intensity_model_lesion(c.healthy.data, c.mask.data, ratio, rng)
 
     return {
-        "usb": lambda c, _: lesion(pipe, c.healthy, c.mask, s, seed).image.data,
+        **_usb_variants(pipe, lesion, "healthy", seed, ablations),
         "sdedit-acg": lambda c, _: (
             lesion(pipe, c.healthy, c.mask, sdedit_config(s, keep_anatomy=True), seed).image.data
         ),
@@ -135,24 +152,31 @@ def lesion_methods(pipe: Pipeline, seed: int, cases: list[Case]) -> dict[str, Me
 
 @torch.inference_mode()
 def run_benchmark(
-    pipe: Pipeline, cases: list[Case], seed: int = 0
+    pipe: Pipeline,
+    cases: list[Case],
+    seed: int = 0,
+    ablations: bool = False,
+    only_usb: bool = False,
 ) -> tuple[dict, dict[str, dict[str, np.ndarray]]]:
     """Scores of every method on every case, with medians and seconds per method; and each
-    method's output for the first case (for figures)."""
+    method's output for the first case (for figures). ``ablations`` adds USB's sampling
+    ablations; ``only_usb`` runs USB alone (a trained variant's checkpoint)."""
     results: dict = {"heal": {}, "lesion": {}}
     examples: dict[str, dict[str, np.ndarray]] = {"heal": {}, "lesion": {}}
     tasks = {
         "heal": (
-            heal_methods(pipe, seed),
+            heal_methods(pipe, seed, ablations),
             lambda c, out: heal_scores(out, c.sick.data, c.healthy.data, c.mask.data),
         ),
         "lesion": (
-            lesion_methods(pipe, seed, cases),
+            lesion_methods(pipe, seed, cases, ablations),
             lambda c, out: lesion_scores(out, c.healthy.data, c.mask.data, c.sick.data),
         ),
     }
     for task, (methods, score) in tasks.items():
         for name, method in methods.items():
+            if only_usb and name != "usb":
+                continue
             start = time.perf_counter()
             per_case = []
             for i, case in enumerate(cases):

@@ -16,6 +16,7 @@ from usbrain.data.preprocess import preprocess
 from usbrain.evaluate.distribution import frechet_distance, mmd, ms_ssim_diversity
 from usbrain.evaluate.features import FeatureNetwork, extract_features
 from usbrain.pipeline import Pipeline
+from usbrain.tasks.common import Result
 from usbrain.tasks.generate import generate
 
 MS_SSIM_MIN_SIDE = 28  # three scales of a 7³ window
@@ -32,6 +33,25 @@ def _diversity(volumes: torch.Tensor) -> float:
     if min(volumes.shape[2:]) < MS_SSIM_MIN_SIDE or volumes.shape[0] < 2:
         return float("nan")
     return ms_ssim_diversity(volumes)
+
+
+def lesion_statistics(results: list[Result]) -> dict[str, float]:
+    """What the generated pairs' masks look like: median fraction of lesion voxels inside the
+    generated brain (pairing consistency, empty masks left out), median volume (mL) and the
+    fraction of empty masks."""
+    infos = [r.info for r in results]
+    in_brain = [i["lesion_in_brain"] for i in infos if i["lesion_voxels"] > 0]
+    return {
+        "lesion_in_brain_median": float(np.median(in_brain)) if in_brain else float("nan"),
+        "lesion_ml_median": float(np.median([i["lesion_ml"] for i in infos])),
+        "empty_fraction": float(np.mean([i["lesion_voxels"] == 0 for i in infos])),
+    }
+
+
+@torch.inference_mode()
+def pair_scores(pipe: Pipeline, n: int, seed: int = 0) -> dict:
+    """:func:`lesion_statistics` of ``n`` generated pairs (no feature network needed)."""
+    return {"n": n, **lesion_statistics(generate(pipe, n, pipe.config.sampling, seed))}
 
 
 @torch.inference_mode()
@@ -60,5 +80,5 @@ def generation_scores(
         "fid": {k: frechet_distance(feats["real_a"], feats[v]) for k, v in pairs.items()},
         "mmd": {k: mmd(feats["real_a"], feats[v]) for k, v in pairs.items()},
         "ms_ssim_diversity": {"real": _diversity(half_a), "usb": _diversity(usb)},
-        "lesion_in_brain_median": float(np.median([r.info["lesion_in_brain"] for r in results])),
+        **lesion_statistics(results),
     }

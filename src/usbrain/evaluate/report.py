@@ -5,14 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from usbrain import __version__
-from usbrain.config import to_dict
+from usbrain.config import Coupling, to_dict
 from usbrain.evaluate.benchmark import Case, read_cases, read_scans, run_benchmark, write_results
 from usbrain.evaluate.features import FeatureNetwork, hdbet_encoder
-from usbrain.evaluate.generation import generation_scores, model_space_images
+from usbrain.evaluate.generation import generation_scores, model_space_images, pair_scores
 from usbrain.evaluate.summary import format_value
 from usbrain.files import atomic_dir, check_writable
 from usbrain.pipeline import Pipeline
@@ -93,6 +94,8 @@ def write_report(
         ]
     if "generation" in results:
         lines += ["## Generation", "", *generation_table(results["generation"]), ""]
+    if "variants" in results:
+        lines += ["## Trained variants", "", *variants_table(results["variants"]), ""]
     path = out / "report.md"
     path.write_text("\n".join(lines))
     return path
@@ -129,6 +132,66 @@ def generation_table(scores: dict) -> list[str]:
     return lines
 
 
+def variants_table(variants: dict) -> list[str]:
+    """One row per checkpoint: how it was trained, its USB edits and its generated pairs."""
+    lines = [
+        "The same data, sampling and seed for every checkpoint; `this checkpoint` is the one "
+        "benchmarked above. Edits need the one-step-estimate coupling, so other couplings are "
+        "scored on generation only. FID as in the generation section (when features are on).",
+        "",
+        "| checkpoint | coupling | training | heal MAE ratio | lesion intensity ratio | "
+        "generated lesions in brain | lesion mL | empty masks | FID |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, v in variants.items():
+        heal_ratio = v["heal"]["median"]["mae_ratio"] if "heal" in v else float("nan")
+        lesion_ratio = v["lesion"]["median"]["intensity_ratio"] if "lesion" in v else float("nan")
+        g = v["generation"]
+        fid = g["fid"]["real_vs_usb"] if "fid" in g else float("nan")
+        cells = [
+            v["coupling"],
+            "staged" if v["staged"] else "joint",
+            format_value(heal_ratio, 3),
+            format_value(lesion_ratio, 3),
+            format_value(g["lesion_in_brain_median"], 2),
+            format_value(g["lesion_ml_median"], 1),
+            format_value(g["empty_fraction"], 2),
+            format_value(fid, 2),
+        ]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def variant_results(
+    pipe: Pipeline,
+    cases: list[Case],
+    real: torch.Tensor,
+    network: FeatureNetwork | None,
+    seed: int,
+    edits: dict | None = None,
+    generation: dict | None = None,
+) -> dict:
+    """A checkpoint's row of :func:`variants_table`; ``edits`` (heal/lesion results) and
+    ``generation`` (its generation scores) when already computed."""
+    d = pipe.config.diffusion
+    entry: dict = {
+        "weights_sha256": pipe.weights_sha256,
+        "coupling": str(d.coupling),
+        "staged": d.staged,
+    }
+    if d.coupling is Coupling.ESTIMATE:
+        if edits is None:
+            edits, _ = run_benchmark(pipe, cases, seed, only_usb=True)
+        entry |= {"heal": edits["heal"]["usb"], "lesion": edits["lesion"]["usb"]}
+    if generation is None:
+        generation = (
+            pair_scores(pipe, real.shape[0] // 2, seed)
+            if network is None
+            else generation_scores(pipe, real, network, seed)
+        )
+    return entry | {"generation": generation}
+
+
 def benchmark_to_folder(
     checkpoint: Path,
     data: Path,
@@ -139,16 +202,29 @@ def benchmark_to_folder(
     overwrite: bool = False,
     features: str = "hdbet",
     feature_size: int = 128,
+    ablations: bool = False,
+    variants: dict[str, Path] | None = None,
 ) -> Path:
-    """``usbrain benchmark``: run, then write ``results.json``, ``report.md`` and figures."""
+    """``usbrain benchmark``: run, then write ``results.json``, ``report.md`` and figures.
+
+    ``ablations`` adds USB's sampling ablations as methods; ``variants`` (name → pipeline
+    folder) scores other trained checkpoints (staged training, other couplings) beside this one.
+    """
     check_writable(out, overwrite)
     cases = read_cases(data, split)
     network = feature_network(features, feature_size)
     pipe = Pipeline.from_pretrained(checkpoint, device)
-    results, examples = run_benchmark(pipe, cases, seed)
+    variant_pipes = {n: Pipeline.from_pretrained(p, device) for n, p in (variants or {}).items()}
+    results, examples = run_benchmark(pipe, cases, seed, ablations)
+    real = model_space_images(pipe, read_scans(data))
     if network is not None:
-        real = model_space_images(pipe, read_scans(data))
         results["generation"] = generation_scores(pipe, real, network, seed)
+    if variant_pipes:
+        this = variant_results(pipe, cases, real, network, seed, results, results.get("generation"))
+        results["variants"] = {"this checkpoint": this} | {
+            name: variant_results(p, cases, real, network, seed)
+            for name, p in variant_pipes.items()
+        }
     results["setup"] = {
         "checkpoint": str(Path(checkpoint).resolve()),
         "weights_sha256": pipe.weights_sha256,
@@ -156,6 +232,7 @@ def benchmark_to_folder(
         "split": split,
         "cases": [c.subject for c in cases],
         "seed": seed,
+        "variants": {n: str(Path(p).resolve()) for n, p in (variants or {}).items()},
         "sampling": to_dict(pipe.config.sampling),
         "usbrain_version": __version__,
     }
