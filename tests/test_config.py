@@ -73,3 +73,10 @@ def test_config_files_spell_out_the_presets(name):
     path = Path(__file__).parents[1] / "configs" / f"{name}.yaml"
     assert load_config(name, path=path) == load_config(name)
     assert load_config("paper" if name == "tiny" else "tiny", path=path) == load_config(name)
+
+
+def test_exponent_without_a_dot_is_a_number():
+    # YAML 1.1 reads "1e-8" as a string; a user typing it on the command line means a number.
+    assert (
+        load_config("tiny", overrides=["autoencoder.kl_weight=1e-8"]).autoencoder.kl_weight == 1e-8
+    )
