@@ -220,6 +220,7 @@ def _benchmark(args: argparse.Namespace) -> None:
         args.feature_size,
         args.ablations,
         dict(_variant(v) for v in args.variant),
+        args.readme,
     )
     print(f"benchmark report: {report}")
 
@@ -435,6 +436,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME=DIR",
         help="another trained pipeline to score beside --checkpoint (e.g. staged training, "
         "diffusion.coupling=noisy or none); repeatable",
+    )
+    p.add_argument(
+        "--readme",
+        type=Path,
+        default=None,
+        help="also replace the results block of this README (between its usbrain benchmark "
+        "markers) with the tables",
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default=None, help="cpu or cuda (default cpu)")

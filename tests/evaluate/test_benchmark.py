@@ -12,6 +12,7 @@ from tests.conftest import micro_config
 from usbrain.cli import main
 from usbrain.data.cohort import write_cohort
 from usbrain.evaluate.features import HDBETEncoder
+from usbrain.evaluate.report import README_BEGIN, README_END
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +85,9 @@ def test_ablations_and_trained_variants_are_scored_side_by_side(setup, tmp_path)
     independent = independent.save_pretrained(tmp_path / "independent")
     out = tmp_path / "bench"
     args = ["benchmark", "--checkpoint", pipe, "--data", manifest, "--out", out, "--features"]
-    args += ["none", "--ablations", "--variant", f"independent={independent}"]
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# Title\n\n{README_BEGIN}\nold numbers\n{README_END}\n\nMore text.\n")
+    args += ["none", "--ablations", "--variant", f"independent={independent}", "--readme", readme]
     assert main([str(a) for a in args]) == 0
     results = json.loads((out / "results.json").read_text())
     for task in ("heal", "lesion"):
@@ -99,11 +102,21 @@ def test_ablations_and_trained_variants_are_scored_side_by_side(setup, tmp_path)
     report = (out / "report.md").read_text()
     row = re.search(r"^\| independent \| none \| joint \| — \| — \| (.+) \|$", report, re.M)
     assert row is not None, report.split("## Trained variants")[1]
+    text = readme.read_text()
+    assert text.startswith("# Title\n\n") and text.endswith("\n\nMore text.\n")
+    assert "old numbers" not in text and row.group(0) in text
+    usb = results["heal"]["usb"]["median"]["mae_lesion_output"]
+    assert f"| usb | {usb:.4f} |" in text
 
 
-def test_benchmark_refuses_a_malformed_variant(setup, tmp_path, capsys):
+def test_benchmark_refuses_a_malformed_variant_or_a_readme_without_markers(setup, tmp_path, capsys):
     manifest, pipe, _ = setup
     args = ["benchmark", "--checkpoint", pipe, "--data", manifest, "--out", tmp_path / "b"]
     assert main([str(a) for a in [*args, "--variant", "nodir"]]) == 2
     assert "NAME=PIPELINE_DIR" in capsys.readouterr().err
+    readme = tmp_path / "README.md"
+    readme.write_text("# no markers\n")
+    assert main([str(a) for a in [*args, "--readme", readme]]) == 2
+    assert "no benchmark block" in capsys.readouterr().err
+    assert readme.read_text() == "# no markers\n"
     assert not (tmp_path / "b").exists()
