@@ -221,6 +221,9 @@ def _benchmark(args: argparse.Namespace) -> None:
         args.ablations,
         dict(_variant(v) for v in args.variant),
         args.readme,
+        args.segmenter,
+        args.downstream,
+        args.downstream_steps,
     )
     print(f"benchmark report: {report}")
 
@@ -443,6 +446,26 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="also replace the results block of this README (between its usbrain benchmark "
         "markers) with the tables",
+    )
+    p.add_argument(
+        "--segmenter",
+        type=Path,
+        default=None,
+        help="lesion segmenter folder (`usbrain train-seg`, on the checkpoint's model space): "
+        "also score heal residual lesion and lesion-insertion Dice / volume error with it",
+    )
+    p.add_argument(
+        "--downstream",
+        action="store_true",
+        help="also train lesion segmenters on real, real + USB and real + copy-paste pairs of "
+        "the train split and report their Dice on --split (config: --segmenter's, else the "
+        "segmenter defaults)",
+    )
+    p.add_argument(
+        "--downstream-steps",
+        type=int,
+        default=None,
+        help="training steps of each --downstream segmenter (default: the config's, 200)",
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default=None, help="cpu or cuda (default cpu)")

@@ -120,3 +120,150 @@ def test_benchmark_refuses_a_malformed_variant_or_a_readme_without_markers(setup
     assert "no benchmark block" in capsys.readouterr().err
     assert readme.read_text() == "# no markers\n"
     assert not (tmp_path / "b").exists()
+
+
+@pytest.fixture(scope="module")
+def segmenter(setup, tmp_path_factory):
+    """A few-step segmenter trained on the cohort's train split in the micro pipeline's space."""
+    from usbrain.data.cache import prepare
+    from usbrain.evaluate.segmenter import SegmenterConfig, train_segmenter
+
+    manifest = setup[0]
+    root = tmp_path_factory.mktemp("segmenter")
+    space = micro_config().space
+    prepare(manifest, root / "cache", space, progress=False)
+    config = SegmenterConfig(channels=(8, 16), steps=3)
+    return train_segmenter(root / "cache", config, root / "segmenter", progress=False)
+
+
+@pytest.fixture(scope="module")
+def scored(setup, segmenter, tmp_path_factory):
+    """``usbrain benchmark --segmenter --downstream`` on the cohort (no feature network)."""
+    manifest, pipe, _ = setup
+    out = tmp_path_factory.mktemp("scored") / "bench"
+    args = ["benchmark", "--checkpoint", pipe, "--data", manifest, "--out", out]
+    args += ["--features", "none", "--segmenter", segmenter]
+    args += ["--downstream", "--downstream-steps", "2"]
+    assert main([str(a) for a in args]) == 0
+    return json.loads((out / "results.json").read_text()), (out / "report.md").read_text()
+
+
+def table_rows(report: str, section: str) -> dict[str, list[str]]:
+    """The cells of each row of the first table after ``section``, by row name."""
+    body = report.split(section)[1].split("\n## ")[0]
+    rows = re.findall(r"^\| (.+) \|$", body, re.M)
+    return {r.split(" | ")[0]: r.split(" | ")[1:] for r in rows[1:]}  # rows[0]: the header
+
+
+def test_segmenter_columns_and_ground_truth_rows_match_results(scored, segmenter):
+    from usbrain.evaluate.report import COLUMNS, SEGMENTER_COLUMNS
+
+    results, report = scored
+    seg = results["setup"]["segmenter"]
+    meta = json.loads((segmenter / "segmenter.json").read_text())
+    assert seg["path"] == str(segmenter.resolve()) and seg["val_dice"] == meta["val_dice"]
+    assert f"Segmenter `{seg['path']}` (validation Dice {meta['val_dice']:.3f})" in report
+    reference = results["segmenter_reference"]
+    for task, section in (("heal", "## Heal"), ("lesion", "## Lesion")):
+        header = report.split(section)[1].split("\n")[2]
+        for _, title, _, _ in SEGMENTER_COLUMNS[task]:
+            assert title in header, (task, title)
+        rows = table_rows(report, section)
+        assert set(rows) == {*results[task], "ground truth"}
+        for offset, (key, _, _, digits) in enumerate(SEGMENTER_COLUMNS[task]):
+            column = len(COLUMNS[task]) + offset
+            for name, r in [*results[task].items(), ("ground truth", reference[task])]:
+                value = r["median"][key]
+                shown = "—" if value == "nan" else f"{value:.{digits}f}"
+                assert rows[name][column] == shown, (task, name, key)
+        assert rows["ground truth"][0] == "—"  # image scores do not apply to the truth itself
+    for r in results["heal"].values():
+        found = r["cases"][0]
+        assert found["seg_residual_ml"] >= 0 and found["seg_input_ml"] >= 0
+    for r in [*results["lesion"].values(), reference["lesion"]]:
+        assert all(0.0 <= c["seg_dice"] <= 1.0 for c in r["cases"])
+    # The input is the same for every heal method, so is what the segmenter finds in it.
+    assert len({r["median"]["seg_input_ml"] for r in results["heal"].values()}) == 1
+
+
+def test_tables_render_without_segmenter_columns():
+    from usbrain.evaluate.report import table
+
+    results = {
+        "heal": {
+            "usb": {
+                "median": {"mae_lesion_output": 0.5, "mae_ratio": 0.2, "psnr_outside": 31.0},
+                "seconds": 1.0,
+            }
+        }
+    }
+    lines = table(results, "heal")
+    assert len(lines) == 3 and "segmenter" not in lines[0] and "ground truth" not in lines[2]
+    assert lines[2] == "| usb | 0.5000 | 0.200 | 31.0 | 1 |"
+
+
+def test_downstream_rows_in_the_report_match_results(scored, setup):
+    import csv
+
+    manifest, _, _ = setup
+    results, report = scored
+    downstream = results["downstream"]
+    with manifest.open() as f:
+        train = [r for r in csv.DictReader(f) if r["split"] == "train"]
+    sets = downstream["sets"]
+    assert list(sets) == ["real", "real + usb", "real + copy-paste"]
+    assert downstream["config"]["steps"] == 2 and downstream["config"]["channels"] == [8, 16]
+    assert len(downstream["inserted"]) + len(downstream["skipped"]) == len(train)
+    assert all(i["donor"] != i["recipient"] for i in downstream["inserted"])
+    rows = table_rows(report, "## Downstream")
+    for name, r in sets.items():
+        assert 0.0 <= r["dice_mean"] <= 1.0 and len(r["cases"]) == len(downstream["test_scans"])
+        assert r["real"] == len(train)
+        assert r["synthetic"] == (0 if name == "real" else len(downstream["inserted"]))
+        assert rows[name][:3] == [
+            f"{r['real']} + {r['synthetic']}",
+            f"{r['dice_mean']:.3f}",
+            f"{r['dice_median']:.3f}",
+        ]
+
+
+def test_a_segmenter_on_another_grid_is_refused_naming_its_file(setup, segmenter, tmp_path, capsys):
+    manifest, pipe, _ = setup
+    other = tmp_path / "other"
+    other.mkdir()
+    for p in segmenter.iterdir():
+        (other / p.name).write_bytes(p.read_bytes())
+    meta = json.loads((other / "segmenter.json").read_text())
+    meta["space"] = {"size": [24, 24, 24], "spacing": 8.0}
+    (other / "segmenter.json").write_text(json.dumps(meta))
+    out = tmp_path / "bench"
+    args = ["benchmark", "--checkpoint", pipe, "--data", manifest, "--out", out]
+    assert main([str(a) for a in [*args, "--features", "none", "--segmenter", other]]) == 2
+    err = capsys.readouterr().err
+    assert f"{other / 'segmenter.json'}" in err and "(24, 24, 24)" in err and "(16, 16, 16)" in err
+    assert "Traceback" not in err and not out.exists()
+
+
+def test_downstream_without_its_inputs_is_refused_before_anything_runs(setup, tmp_path, capsys):
+    import csv
+
+    manifest, pipe, _ = setup
+    with manifest.open() as f:
+        rows = list(csv.DictReader(f))
+    for r in rows:  # no training split left, the test split intact
+        r["split"] = "val" if r["split"] == "train" else r["split"]
+        for column in ("image", "mask", "healthy_image", "brain"):
+            r[column] = str(manifest.parent / r[column])
+    bare = tmp_path / "no_train.csv"
+    with bare.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    out = tmp_path / "bench"
+    args = ["benchmark", "--checkpoint", pipe, "--data", bare, "--out", out, "--features", "none"]
+    assert main([str(a) for a in [*args, "--downstream"]]) == 2
+    err = capsys.readouterr().err
+    assert str(bare) in err and "no 'train' scan with a lesion mask" in err
+    assert main([str(a) for a in [*args, "--downstream-steps", "2"]]) == 2
+    assert "without --downstream" in capsys.readouterr().err
+    assert not out.exists()

@@ -17,7 +17,9 @@ from usbrain.errors import InputError, OutputExistsError, ShapeMismatchError
 from usbrain.evaluate.segmenter import (
     META_FILE,
     WEIGHTS_FILE,
+    PairDataset,
     SegmenterConfig,
+    fit_segmenter,
     load_segmenter,
     segment,
     segmenter_dice,
@@ -193,3 +195,34 @@ def test_cli_train_seg(cache, tmp_path, capsys):
     )
     assert "steps=0" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
+
+
+def test_in_memory_pairs_train_the_same_weights_as_the_cache(trained, cache):
+    train = PreparedDataset(cache, "train")
+    items = [train[i] for i in range(len(train))]
+    pairs = PairDataset(
+        [i["image"][0].numpy() for i in items],
+        [i["mask"][0].numpy() for i in items],
+        SPACE,
+        [i["subject"] for i in items],
+    )
+    assert len(pairs) == len(train) and pairs[0]["subject"] == items[0]["subject"]
+    assert torch.equal(pairs[3]["image"], items[3]["image"])
+    fitted = fit_segmenter(pairs, SMALL, progress=False)
+    assert fitted.meta["space"] == {"size": SPACE.size, "spacing": 4.0}
+    assert fitted.meta["scans"] == len(train)
+    saved = load_segmenter(trained)
+    for (name, x), (_, y) in zip(
+        fitted.network.state_dict().items(), saved.network.state_dict().items(), strict=True
+    ):
+        assert torch.equal(x, y), name
+
+
+def test_pairs_off_the_model_grid_are_refused():
+    image = np.zeros((24, 24, 24), np.float32)
+    with pytest.raises(ShapeMismatchError, match=r"pair 'b'.*\(24, 24, 20\)"):
+        PairDataset([image, image], [image, image[..., :20]], SPACE, ["a", "b"])
+    with pytest.raises(InputError, match="1 images, 2 masks"):
+        PairDataset([image], [image, image], SPACE, ["a"])
+    with pytest.raises(InputError, match="no \\(image, mask\\) pairs"):
+        fit_segmenter(PairDataset([], [], SPACE), SMALL, progress=False)

@@ -12,6 +12,12 @@ Methods (:mod:`usbrain.evaluate.baselines`), each run through the same loading a
   replacement), ``wm-fill``, ``mirror-fill``;
 - lesion: ``usb``, ``sdedit-acg`` (ACG, no LCG), ``paste`` (another test subject's lesion
   intensities), ``intensity-model`` (the cohort's own lesion model).
+
+With a lesion segmenter (:class:`SegmenterScores`), every output is also brought to model space
+and segmented: heal methods are scored by the lesion still found inside the dilated original
+lesion, next to what the segmenter finds there in the input; lesion methods by the Dice and
+volume error of what it finds against the target mask. Its scores on the ground truth (the real
+healthy and pathological scans) are the reference rows: what a perfect method would get.
 """
 
 from __future__ import annotations
@@ -26,8 +32,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from usbrain.config import ModelSpace
 from usbrain.data.datasets import read_manifest
 from usbrain.data.nifti import Volume, load_image, load_mask
+from usbrain.data.preprocess import preprocess
 from usbrain.data.pseudo import sample_lesion_ratio
 from usbrain.errors import InputError
 from usbrain.evaluate.baselines import (
@@ -39,8 +47,22 @@ from usbrain.evaluate.baselines import (
     replace_outside,
     sdedit_config,
 )
+from usbrain.evaluate.lesions import (
+    absolute_volume_error_ml,
+    lesion_dice,
+    relative_volume_error,
+    residual_lesion,
+    voxel_ml,
+)
+from usbrain.evaluate.segmenter import (
+    META_FILE,
+    Segmenter,
+    load_segmenter,
+    segment,
+    segmenter_space,
+)
 from usbrain.evaluate.summary import nan_median
-from usbrain.evaluate.tasks import heal_scores, lesion_scores
+from usbrain.evaluate.tasks import OUTSIDE_DILATION, heal_scores, lesion_scores
 from usbrain.pipeline import Pipeline
 from usbrain.tasks.heal import heal
 from usbrain.tasks.lesion import lesion
@@ -96,6 +118,119 @@ def read_scans(manifest: Path) -> list[Volume]:
 
 Method = Callable[[Case, int], np.ndarray]
 
+NAN = float("nan")
+
+
+class SegmenterScores:
+    """Lesion fidelity of edits as a trained lesion segmenter sees it, in model space.
+
+    Each scan (an edit's output, or a real scan) is brought to the segmenter's model space with
+    its own geometry (:func:`~usbrain.data.preprocess.preprocess`, as ``usbrain prepare`` would),
+    the case's lesion mask with it, and the segmenter's finding is compared with that mask.
+    Volumes are in mL of model-space voxels; the residual region is the mask dilated by
+    :data:`~usbrain.evaluate.tasks.OUTSIDE_DILATION` model voxels. A lesion that vanishes at the
+    model's resolution scores NaN (skipped by the medians).
+
+    Keys: heal ``seg_residual_ml`` / ``seg_residual_fraction`` (found in the output, per original
+    lesion voxel), ``seg_input_ml`` / ``seg_input_fraction`` (found in the input: the segmenter's
+    own sensitivity), ``seg_residual_of_input`` (residual / found in the input; NaN when nothing
+    was found in the input); lesion ``seg_dice``, ``seg_volume_error_ml``,
+    ``seg_relative_volume_error``.
+
+    >>> from usbrain.evaluate.segmenter import SegmenterConfig, build_network
+    >>> config = SegmenterConfig(channels=(4, 8))
+    >>> space = {"size": [16, 16, 16], "spacing": 12.0}
+    >>> scores = SegmenterScores(Segmenter(build_network(config), config, {"space": space}))
+    >>> scores.space
+    ModelSpace(size=(16, 16, 16), spacing=12.0)
+    """
+
+    def __init__(self, segmenter: Segmenter, path: str | Path | None = None) -> None:
+        space = segmenter_space(segmenter)
+        if space is None:
+            where = Path(path) / META_FILE if path is not None else "the segmenter"
+            raise InputError(f"{where}: does not say which model space it was trained on")
+        self.segmenter = segmenter
+        self.path = None if path is None else Path(path)
+        self.space = space
+        self.voxel_ml = voxel_ml(space.spacing)
+        self._inputs: dict[str, dict[str, float]] = {}  # by subject: found in the input
+
+    @classmethod
+    def load(cls, path: str | Path, device: str = "cpu") -> SegmenterScores:
+        """The segmenter folder at ``path`` (:func:`~usbrain.evaluate.segmenter.load_segmenter`)."""
+        return cls(load_segmenter(path, device), path)
+
+    def check_space(self, space: ModelSpace, checkpoint: str | Path) -> None:
+        """Refuse a segmenter trained on another model space than the pipeline's ``space``."""
+        mine = (tuple(self.space.size), float(self.space.spacing))
+        theirs = (tuple(int(s) for s in space.size), float(space.spacing))
+        if mine != theirs:
+            where = self.path / META_FILE if self.path is not None else "the segmenter"
+            raise InputError(
+                f"{where}: the segmenter was trained on a {mine[0]} grid at {mine[1]:g} mm, but "
+                f"checkpoint {checkpoint} works on a {theirs[0]} grid at {theirs[1]:g} mm; train "
+                "one (`usbrain train-seg`) on a cache prepared in the checkpoint's model space"
+            )
+
+    def find(self, scan: Volume, mask: Volume) -> tuple[np.ndarray, np.ndarray]:
+        """(found, mask): what the segmenter finds in ``scan`` and ``mask`` (on ``scan``'s grid),
+        both uint8 (D, H, W) in model space."""
+        prepared = preprocess(scan, self.space, mask)
+        return segment(self.segmenter, prepared.image), prepared.mask
+
+    def residual(self, scan: Volume, mask: Volume) -> tuple[float, float]:
+        """(mL, fraction of the mask's voxels) found in ``scan`` inside the dilated ``mask``."""
+        found, mask_m = self.find(scan, mask)
+        if not mask_m.any():
+            return NAN, NAN
+        left = residual_lesion(mask_m, found, self.voxel_ml, OUTSIDE_DILATION)
+        return left.ml, left.fraction
+
+    def _input(self, case: Case) -> dict[str, float]:
+        if case.subject not in self._inputs:
+            ml, fraction = self.residual(case.sick, case.mask)
+            self._inputs[case.subject] = {"seg_input_ml": ml, "seg_input_fraction": fraction}
+        return self._inputs[case.subject]
+
+    def heal(self, case: Case, output: np.ndarray) -> dict[str, float]:
+        """Scores of a healed ``output`` (native array on the case's grid)."""
+        found_in = self._input(case)
+        ml, fraction = self.residual(Volume(output, case.sick.affine), case.mask)
+        ratio = ml / found_in["seg_input_ml"] if found_in["seg_input_ml"] > 0 else NAN
+        return {
+            "seg_residual_ml": ml,
+            "seg_residual_fraction": fraction,
+            **found_in,
+            "seg_residual_of_input": ratio,
+        }
+
+    def lesion(self, case: Case, output: np.ndarray) -> dict[str, float]:
+        """Scores of an ``output`` with a lesion inserted where ``case.mask`` says."""
+        found, target = self.find(Volume(output, case.healthy.affine), case.mask)
+        if not target.any():
+            return dict.fromkeys(
+                ("seg_dice", "seg_volume_error_ml", "seg_relative_volume_error"), NAN
+            )
+        return {
+            "seg_dice": lesion_dice(target, found),
+            "seg_volume_error_ml": absolute_volume_error_ml(target, found, self.voxel_ml),
+            "seg_relative_volume_error": relative_volume_error(target, found),
+        }
+
+    def reference(self, cases: list[Case]) -> dict[str, dict]:
+        """The ground-truth rows: heal scored on the true healthy scans (what the segmenter
+        still finds where nothing is left: its false positives), lesion on the real
+        pathological scans (its ceiling)."""
+        rows = {}
+        for task, score, truth in (
+            ("heal", self.heal, "healthy"),
+            ("lesion", self.lesion, "sick"),
+        ):
+            per_case = [{"subject": c.subject, **score(c, getattr(c, truth).data)} for c in cases]
+            rows[task] = summarise(per_case)
+        return rows
+
 
 def _usb_variants(pipe: Pipeline, edit, source: str, seed: int, ablations: bool):
     """``usb`` and, with ``ablations``, ``usb <ablation>`` for each of :func:`ablation_configs`."""
@@ -150,6 +285,12 @@ def lesion_methods(
     }
 
 
+def summarise(per_case: list[dict]) -> dict:
+    """``{"median": {key: median over cases}, "cases": per_case}`` (NaNs skipped)."""
+    keys = [k for k in per_case[0] if k != "subject"]
+    return {"median": {k: nan_median([r[k] for r in per_case]) for k in keys}, "cases": per_case}
+
+
 @torch.inference_mode()
 def run_benchmark(
     pipe: Pipeline,
@@ -157,21 +298,27 @@ def run_benchmark(
     seed: int = 0,
     ablations: bool = False,
     only_usb: bool = False,
+    segmenter: SegmenterScores | None = None,
 ) -> tuple[dict, dict[str, dict[str, np.ndarray]]]:
     """Scores of every method on every case, with medians and seconds per method; and each
     method's output for the first case (for figures). ``ablations`` adds USB's sampling
-    ablations; ``only_usb`` runs USB alone (a trained variant's checkpoint)."""
+    ablations; ``only_usb`` runs USB alone (a trained variant's checkpoint). With a
+    ``segmenter``, each case also gets its lesion scores and ``results["segmenter_reference"]``
+    its scores on the ground truth."""
     results: dict = {"heal": {}, "lesion": {}}
     examples: dict[str, dict[str, np.ndarray]] = {"heal": {}, "lesion": {}}
+
+    def heal_score(c: Case, out: np.ndarray) -> dict[str, float]:
+        scores = heal_scores(out, c.sick.data, c.healthy.data, c.mask.data)
+        return scores | (segmenter.heal(c, out) if segmenter else {})
+
+    def lesion_score(c: Case, out: np.ndarray) -> dict[str, float]:
+        scores = lesion_scores(out, c.healthy.data, c.mask.data, c.sick.data)
+        return scores | (segmenter.lesion(c, out) if segmenter else {})
+
     tasks = {
-        "heal": (
-            heal_methods(pipe, seed, ablations),
-            lambda c, out: heal_scores(out, c.sick.data, c.healthy.data, c.mask.data),
-        ),
-        "lesion": (
-            lesion_methods(pipe, seed, cases, ablations),
-            lambda c, out: lesion_scores(out, c.healthy.data, c.mask.data, c.sick.data),
-        ),
+        "heal": (heal_methods(pipe, seed, ablations), heal_score),
+        "lesion": (lesion_methods(pipe, seed, cases, ablations), lesion_score),
     }
     for task, (methods, score) in tasks.items():
         for name, method in methods.items():
@@ -184,12 +331,12 @@ def run_benchmark(
                 per_case.append({"subject": case.subject, **score(case, out)})
                 if i == 0:
                     examples[task][name] = out
-            keys = [k for k in per_case[0] if k != "subject"]
             results[task][name] = {
-                "median": {k: nan_median([r[k] for r in per_case]) for k in keys},
-                "cases": per_case,
+                **summarise(per_case),
                 "seconds": time.perf_counter() - start,
             }
+    if segmenter is not None:
+        results["segmenter_reference"] = segmenter.reference(cases)
     return results, examples
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -12,9 +13,18 @@ from matplotlib.figure import Figure
 from usbrain import __version__
 from usbrain.config import Coupling, to_dict
 from usbrain.errors import InputError
-from usbrain.evaluate.benchmark import Case, read_cases, read_scans, run_benchmark, write_results
+from usbrain.evaluate.benchmark import (
+    Case,
+    SegmenterScores,
+    read_cases,
+    read_scans,
+    run_benchmark,
+    write_results,
+)
+from usbrain.evaluate.downstream import SETS, read_downstream, run_downstream
 from usbrain.evaluate.features import FeatureNetwork, hdbet_encoder
 from usbrain.evaluate.generation import generation_scores, model_space_images, pair_scores
+from usbrain.evaluate.segmenter import SegmenterConfig
 from usbrain.evaluate.summary import format_value
 from usbrain.files import atomic_dir, atomic_file, check_writable
 from usbrain.pipeline import Pipeline
@@ -33,18 +43,87 @@ COLUMNS = {
         ("psnr_outside", "PSNR outside (dB)", "higher", 1),
     ],
 }
+# Shown after COLUMNS when the results have them (`usbrain benchmark --segmenter`).
+SEGMENTER_COLUMNS = {
+    "heal": [
+        ("seg_residual_ml", "segmenter: residual lesion (mL)", "lower", 2),
+        ("seg_residual_fraction", "residual / lesion voxels", "lower", 3),
+        ("seg_input_ml", "found in input (mL)", "reference", 2),
+        ("seg_residual_of_input", "residual / found in input", "lower", 3),
+    ],
+    "lesion": [
+        ("seg_dice", "segmenter Dice to target", "higher", 3),
+        ("seg_volume_error_ml", "volume error (mL)", "lower", 2),
+        ("seg_relative_volume_error", "relative volume error", "lower", 3),
+    ],
+}
 KEY_METRIC = {"heal": "mae_lesion_output", "lesion": "mae_lesion_output"}
+REFERENCE_ROW = "ground truth"
+
+
+def columns(results: dict, task: str) -> list[tuple[str, str, str, int]]:
+    """:data:`COLUMNS` of ``task``, then the :data:`SEGMENTER_COLUMNS` some method has."""
+    present = {k for r in results[task].values() for k in r["median"]}
+    return COLUMNS[task] + [c for c in SEGMENTER_COLUMNS[task] if c[0] in present]
 
 
 def table(results: dict, task: str) -> list[str]:
-    cols = COLUMNS[task]
+    """One row per method (medians over scans) and, with a segmenter, the ground-truth row: the
+    segmenter's scores on the real healthy (heal) or pathological (lesion) scans."""
+    cols = columns(results, task)
     lines = [
         "| method | " + " | ".join(f"{t} ({d})" for _, t, d, _ in cols) + " | seconds |",
         "|---|" + "---|" * (len(cols) + 1),
     ]
+    nan = float("nan")
     for name, r in results[task].items():
-        cells = [format_value(r["median"][k], digits) for k, _, _, digits in cols]
+        cells = [format_value(r["median"].get(k, nan), digits) for k, _, _, digits in cols]
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {r['seconds']:.0f} |")
+    reference = results.get("segmenter_reference", {}).get(task)
+    if reference is not None:
+        cells = [format_value(reference["median"].get(k, nan), digits) for k, _, _, digits in cols]
+        lines.append(f"| {REFERENCE_ROW} | " + " | ".join(cells) + " | — |")
+    return lines
+
+
+def segmenter_note(setup: dict) -> list[str]:
+    """What the segmenter columns mean and which segmenter gave them (empty without one)."""
+    seg = setup.get("segmenter")
+    if seg is None:
+        return []
+    val = seg.get("val_dice")
+    val_text = "no validation Dice recorded" if val is None else f"validation Dice {val:.3f}"
+    return [
+        f"Segmenter `{seg['path']}` ({val_text}): every scan is brought to model space and "
+        "segmented. Heal: lesion it still finds inside the original lesion dilated by 2 model "
+        "voxels, next to what it finds there in the input (its own sensitivity). Lesion "
+        "insertion: Dice and volume error of what it finds against the target mask. The "
+        f"`{REFERENCE_ROW}` rows are the segmenter on the real healthy (heal) and pathological "
+        "(lesion) scans: what a perfect method would score.",
+    ]
+
+
+def downstream_table(downstream: dict) -> list[str]:
+    """One row per training set of :data:`~usbrain.evaluate.downstream.SETS`."""
+    config = downstream["config"]
+    lines = [
+        f"Lesion segmenters trained with the same config ({config['steps']} steps, channels "
+        f"{tuple(config['channels'])}, seed {config['seed']}) on the '{downstream['train_split']}' "
+        f"split's real pairs, alone or with one synthetic pair per healthy training scan (another "
+        f"training subject's mask; {len(downstream['inserted'])} inserted, "
+        f"{len(downstream['skipped'])} skipped), scored by lesion Dice on "
+        f"{len(downstream['test_scans'])} '{downstream['test_split']}' pathological scans.",
+        "",
+        "| training set | pairs (real + synthetic) | test Dice mean (higher) | test Dice median "
+        "(higher) | seconds |",
+        "|---|---|---|---|---|",
+    ]
+    for name in SETS:
+        r = downstream["sets"][name]
+        lines.append(
+            f"| {name} | {r['real']} + {r['synthetic']} | {format_value(r['dice_mean'], 3)} | "
+            f"{format_value(r['dice_median'], 3)} | {r['seconds']:.0f} |"
+        )
     return lines
 
 
@@ -83,6 +162,9 @@ def write_report(
     figures = out / "figures"
     figures.mkdir(exist_ok=True)
     lines = [*header, ""]
+    note = segmenter_note(results.get("setup", {}))
+    if note:
+        lines += [*note, ""]
     for task in ("heal", "lesion"):
         lines += [f"## {task.capitalize()}", "", *table(results, task), ""]
         bar_chart(results, task, figures / f"{task}_bars.png")
@@ -97,6 +179,8 @@ def write_report(
         lines += ["## Generation", "", *generation_table(results["generation"]), ""]
     if "variants" in results:
         lines += ["## Trained variants", "", *variants_table(results["variants"]), ""]
+    if "downstream" in results:
+        lines += ["## Downstream", "", *downstream_table(results["downstream"]), ""]
     path = out / "report.md"
     path.write_text("\n".join(lines))
     return path
@@ -117,12 +201,17 @@ def readme_section(results: dict) -> str:
         f"{setup['usbrain_version']}; medians over scans.",
         "",
     ]
+    note = segmenter_note(setup)
+    if note:
+        lines += [*note, ""]
     for task in ("heal", "lesion"):
         lines += [f"**{task.capitalize()}**", "", *table(results, task), ""]
     if "generation" in results:
         lines += ["**Generation**", "", *generation_table(results["generation"]), ""]
     if "variants" in results:
         lines += ["**Trained variants**", "", *variants_table(results["variants"]), ""]
+    if "downstream" in results:
+        lines += ["**Downstream**", "", *downstream_table(results["downstream"]), ""]
     return "\n".join([*lines, README_END])
 
 
@@ -249,21 +338,42 @@ def benchmark_to_folder(
     ablations: bool = False,
     variants: dict[str, Path] | None = None,
     readme: Path | None = None,
+    segmenter: Path | None = None,
+    downstream: bool = False,
+    downstream_steps: int | None = None,
 ) -> Path:
     """``usbrain benchmark``: run, then write ``results.json``, ``report.md`` and figures.
 
     ``ablations`` adds USB's sampling ablations as methods; ``variants`` (name → pipeline
     folder) scores other trained checkpoints (staged training, other couplings) beside this one.
     ``readme``: a file whose benchmark block the results replace (checked before anything runs).
+    ``segmenter``: a segmenter folder (``usbrain train-seg``, on the checkpoint's model space)
+    that scores lesion fidelity (:class:`~usbrain.evaluate.benchmark.SegmenterScores`).
+    ``downstream`` trains segmenters on real, real + USB and real + copy-paste pairs and scores
+    them on the held-out scans (:mod:`usbrain.evaluate.downstream`), with ``segmenter``'s config
+    when given (else the defaults) and ``downstream_steps`` steps when given.
     """
     check_writable(out, overwrite)
+    if downstream_steps is not None and not downstream:
+        raise InputError("--downstream-steps given without --downstream; add --downstream")
     if readme is not None:
         readme_block(readme)
     cases = read_cases(data, split)
+    downstream_data = read_downstream(data, split) if downstream else None
+    scorer = SegmenterScores.load(segmenter, device) if segmenter is not None else None
+    downstream_config = scorer.segmenter.config if scorer is not None else SegmenterConfig()
+    if downstream_steps is not None:
+        downstream_config = replace(downstream_config, steps=downstream_steps)
     network = feature_network(features, feature_size)
     pipe = Pipeline.from_pretrained(checkpoint, device)
+    if scorer is not None:
+        scorer.check_space(pipe.config.space, checkpoint)
     variant_pipes = {n: Pipeline.from_pretrained(p, device) for n, p in (variants or {}).items()}
-    results, examples = run_benchmark(pipe, cases, seed, ablations)
+    results, examples = run_benchmark(pipe, cases, seed, ablations, segmenter=scorer)
+    if downstream_data is not None:
+        results["downstream"] = run_downstream(
+            pipe, downstream_data, downstream_config, seed, device
+        )
     real = model_space_images(pipe, read_scans(data))
     if network is not None:
         results["generation"] = generation_scores(pipe, real, network, seed)
@@ -284,6 +394,15 @@ def benchmark_to_folder(
         "sampling": to_dict(pipe.config.sampling),
         "usbrain_version": __version__,
     }
+    if scorer is not None:
+        meta = scorer.segmenter.meta
+        results["setup"]["segmenter"] = {
+            "path": str(Path(segmenter).resolve()),
+            "val_dice": meta.get("val_dice"),
+            "val_scans": meta.get("val_scans"),
+            "trained_on": meta.get("trained_on"),
+            "space": meta.get("space"),
+        }
     header = [
         "# usbrain benchmark",
         "",

@@ -2,7 +2,9 @@
 
 It is trained on the pseudo-pathology pairs of a prepared cache's *training* split (scans with a
 lesion painted in, and healthy scans as negatives), never on the scans a benchmark evaluates,
-with MONAI's ``DiceCELoss`` on one sigmoid logit per voxel and random flips as augmentation.
+with MONAI's ``DiceCELoss`` on one sigmoid logit per voxel and random flips as augmentation
+(:func:`train_segmenter`); or, by the same loop, on model-space pairs held in memory
+(:class:`PairDataset` and :func:`fit_segmenter`, as the downstream-utility benchmark does).
 It works on model-space volumes: (D, H, W) float in [0, 1] on the cache's grid.
 
 A segmenter is a folder, written atomically, that describes itself (no pickle)::
@@ -21,7 +23,7 @@ from __future__ import annotations
 import json
 import time
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -33,9 +35,11 @@ import torch.nn.functional as F
 from monai.losses import DiceCELoss
 from monai.networks.nets import UNet
 from torch import nn
+from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from usbrain import __version__
+from usbrain.config import ModelSpace
 from usbrain.data.cache import PreparedDataset
 from usbrain.data.datasets import Split
 from usbrain.errors import ConfigError, InputError, ShapeMismatchError
@@ -152,31 +156,76 @@ def _flip(items: list[dict], generator: torch.Generator) -> tuple[torch.Tensor, 
     return torch.stack(images), torch.stack(masks)
 
 
-def train_segmenter(
-    cache: str | Path,
-    config: SegmenterConfig | None = None,
-    out_dir: str | Path = "segmenter",
-    progress: bool = True,
-    overwrite: bool = False,
-    device: str | torch.device = "cpu",
-) -> Path:
-    """Train a segmenter on the training split of the prepared cache at ``cache`` and save it.
+class PairDataset(Dataset):
+    """In-memory model-space ``(image, mask)`` pairs, with items like
+    :class:`~usbrain.data.cache.PreparedDataset`'s, to train a segmenter on pairs that are not in
+    a cache (e.g. synthetic ones).
 
-    Each step draws ``config.batch_size`` whole volumes (seeded permutations, so every training
-    scan is seen once per pass), flips each along random axes, and takes an Adam step on
+    ``images``: (D, H, W) float in [0, 1]; ``masks``: (D, H, W) {0, 1} (an empty mask: a healthy
+    scan, a negative); all on ``space``'s grid, else
+    :class:`~usbrain.errors.ShapeMismatchError`. Items: ``image`` and ``mask`` (1, D, H, W)
+    float32, ``has_mask`` bool (the mask is not empty), ``subject`` str.
+
+    >>> space = ModelSpace(size=(8, 8, 8), spacing=4.0)
+    >>> data = PairDataset([np.zeros((8, 8, 8))], [np.ones((8, 8, 8))], space, ["a"])
+    >>> data[0]["image"].shape, data[0]["has_mask"], len(data)
+    (torch.Size([1, 8, 8, 8]), True, 1)
+    """
+
+    def __init__(
+        self,
+        images: Sequence[np.ndarray],
+        masks: Sequence[np.ndarray],
+        space: ModelSpace,
+        subjects: Sequence[str] | None = None,
+    ) -> None:
+        subjects = [f"pair-{i}" for i in range(len(images))] if subjects is None else subjects
+        if not len(images) == len(masks) == len(subjects):
+            raise InputError(
+                f"pairs: {len(images)} images, {len(masks)} masks and {len(subjects)} subjects; "
+                "give one mask and one subject per image"
+            )
+        grid = tuple(int(s) for s in space.size)
+        for subject, image, mask in zip(subjects, images, masks, strict=True):
+            if np.shape(image) != grid or np.shape(mask) != grid:
+                raise ShapeMismatchError(
+                    f"pair {subject!r}: image {np.shape(image)} and mask {np.shape(mask)} are not "
+                    f"both on the model grid {grid}; bring them to model space first"
+                )
+        self.space = space
+        self.images = [np.asarray(i, np.float32) for i in images]
+        self.masks = [(np.asarray(m) > 0).astype(np.float32) for m in masks]
+        self.subjects = list(subjects)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> dict:
+        return {
+            "image": torch.from_numpy(self.images[index])[None],
+            "mask": torch.from_numpy(self.masks[index])[None],
+            "has_mask": bool(self.masks[index].any()),
+            "subject": self.subjects[index],
+        }
+
+
+def fit_segmenter(
+    data: PreparedDataset | PairDataset,
+    config: SegmenterConfig | None = None,
+    progress: bool = True,
+    device: str | torch.device = "cpu",
+) -> Segmenter:
+    """A fresh segmenter trained on every item of ``data`` (model-space pairs on ``data.space``).
+
+    Each step draws ``config.batch_size`` whole volumes (seeded permutations, so every scan is
+    seen once per pass), flips each along random axes, and takes an Adam step on
     ``DiceCELoss(sigmoid=True, batch=True)`` (Dice over the whole batch, so healthy scans with
-    empty masks add no division by zero). On CPU the same seed gives the same weights. When the
-    cache has a validation split its mean lesion Dice is recorded in ``segmenter.json``.
-    Returns ``out_dir``; an existing one is refused unless ``overwrite``.
+    empty masks add no division by zero). On CPU the same seed and data give the same weights.
+    ``meta`` holds the model space, the number of scans, the final loss and the seconds taken.
     """
     config = config or SegmenterConfig()
-    out_dir = check_writable(out_dir, overwrite)
-    data = PreparedDataset(cache, Split.TRAIN)
     if len(data) == 0:
-        raise InputError(
-            f"{Path(cache) / 'manifest.csv'}: no scans in the 'train' split to train the "
-            "segmenter on"
-        )
+        raise InputError("no (image, mask) pairs to train the segmenter on")
     device = torch.device(device)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
@@ -207,16 +256,48 @@ def train_segmenter(
     tail = losses[-max(1, len(losses) // 10) :]
     meta = {
         "space": asdict(data.space),
-        "trained_on": {"cache": str(Path(cache)), "split": str(Split.TRAIN), "scans": len(data)},
+        "scans": len(data),
         "final_loss": float(np.mean(tail)),
         "train_seconds": round(seconds, 2),
         "device": str(device),
     }
-    segmenter = Segmenter(network, config, meta)
+    return Segmenter(network, config, meta)
+
+
+def train_segmenter(
+    cache: str | Path,
+    config: SegmenterConfig | None = None,
+    out_dir: str | Path = "segmenter",
+    progress: bool = True,
+    overwrite: bool = False,
+    device: str | torch.device = "cpu",
+) -> Path:
+    """Train a segmenter on the training split of the prepared cache at ``cache`` and save it.
+
+    Training is :func:`fit_segmenter` on the split's scans. When the cache has a validation
+    split its mean lesion Dice is recorded in ``segmenter.json``. Returns ``out_dir``; an
+    existing one is refused unless ``overwrite``.
+    """
+    config = config or SegmenterConfig()
+    out_dir = check_writable(out_dir, overwrite)
+    data = PreparedDataset(cache, Split.TRAIN)
+    if len(data) == 0:
+        raise InputError(
+            f"{Path(cache) / 'manifest.csv'}: no scans in the 'train' split to train the "
+            "segmenter on"
+        )
+    segmenter = fit_segmenter(data, config, progress, device)
+    fitted = dict(segmenter.meta)
+    del fitted["scans"]
+    segmenter.meta = {
+        "space": fitted.pop("space"),
+        "trained_on": {"cache": str(Path(cache)), "split": str(Split.TRAIN), "scans": len(data)},
+        **fitted,
+    }
     if len(PreparedDataset(cache, Split.VAL)):
         scores = segmenter_dice(segmenter, cache, Split.VAL)
-        meta["val_dice"] = float(np.mean(list(scores.values())))
-        meta["val_scans"] = len(scores)
+        segmenter.meta["val_dice"] = float(np.mean(list(scores.values())))
+        segmenter.meta["val_scans"] = len(scores)
     return save_segmenter(segmenter, out_dir, overwrite=overwrite)
 
 
@@ -277,6 +358,15 @@ def load_segmenter(path: str | Path, device: str | torch.device = "cpu") -> Segm
 def _model_grid(segmenter: Segmenter) -> tuple[int, ...] | None:
     size = segmenter.meta.get("space", {}).get("size")
     return None if size is None else tuple(int(s) for s in size)
+
+
+def segmenter_space(segmenter: Segmenter) -> ModelSpace | None:
+    """The model space (grid size and spacing) ``segmenter`` was trained on, from its meta;
+    None when the meta does not say."""
+    space = segmenter.meta.get("space")
+    if not isinstance(space, dict) or "size" not in space or "spacing" not in space:
+        return None
+    return ModelSpace(size=tuple(int(s) for s in space["size"]), spacing=float(space["spacing"]))
 
 
 def segment(segmenter: Segmenter, image: np.ndarray, threshold: float | None = None) -> np.ndarray:
