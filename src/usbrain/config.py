@@ -253,13 +253,18 @@ PRESETS: dict[str, dict[str, Any]] = {
         # budget; fewer channels at full resolution, e.g. (8, 16, 32), are slower, not faster.
         # Whole volumes, not patches: GroupNorm statistics depend on the field of view, and a
         # model trained on 32³ crops decodes whole volumes ≈ 0.18 too bright.
+        # Measured at 250 steps (validation SSIM / PSNR): L1 only 0.801 / 23.0 dB; + SSIM term
+        # 0.850; + 4 latent channels 0.857; + Adam betas (0.5, 0.9) 0.888 / 24.8 dB. KL weight
+        # 1e-8 instead of 1e-6 was worse (0.866).
         "autoencoder": {
             "channels": (16, 32, 32),
             "num_res_blocks": 1,
+            "latent_channels": 4,
             "norm_num_groups": 8,
             "train_patch": 0,
             "clamped_l1": True,
             "initial_log_variance": -8.0,
+            "ssim_weight": 1.0,
         },
         "unet": {
             "channels": (32, 64, 64),
@@ -271,6 +276,9 @@ PRESETS: dict[str, dict[str, Any]] = {
             "steps": 250,
             "batch_size": 1,
             "lr": 2e-3,
+            # A shorter gradient memory than (0.9, 0.999) follows the fast-changing loss of a
+            # short run (as GAN-style autoencoder recipes do): SSIM 0.857 → 0.888.
+            "adam_betas": (0.5, 0.9),
             "warmup_steps": 20,
             "cosine_decay": True,
             "ema_decay": 0.95,
