@@ -14,6 +14,7 @@ autocast (``AutocastDenoiser``).
 from __future__ import annotations
 
 import argparse
+import copy
 import statistics
 import time
 
@@ -23,7 +24,7 @@ from usbrain.config import load_config
 from usbrain.diffusion.paired import lesion_condition
 from usbrain.diffusion.samplers import DDIMSampler
 from usbrain.diffusion.schedule import NoiseSchedule
-from usbrain.models.denoiser import AutocastDenoiser, PairedDenoiser
+from usbrain.models.denoiser import AutocastDenoiser, CompiledDenoiser, PairedDenoiser
 
 
 def _alpha(betas: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -71,6 +72,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="tiny", choices=["tiny", "paper"])
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--compile", action="store_true", help="also time torch.compile")
     args = parser.parse_args()
     config = load_config(args.preset)
     torch.manual_seed(0)
@@ -107,10 +109,19 @@ def main() -> None:
         args.repeats,
     )
     rows = [("reference loop (fp32)", ref_t, ref_s, 0.0)]
-    for label, net in (
+    channels_last = copy.deepcopy(denoiser).to_channels_last()
+    variants = [
         ("usbrain (fp32)", denoiser),
+        ("usbrain (fp32, channels-last)", channels_last),
         ("usbrain (bf16 autocast)", AutocastDenoiser(denoiser, torch.bfloat16)),
-    ):
+    ]
+    if args.compile:
+        start = time.perf_counter()
+        compiled = CompiledDenoiser(copy.deepcopy(channels_last))
+        our_step(compiled, sampler, x_t, m_t, t, clip)
+        print(f"torch.compile: {time.perf_counter() - start:.0f} s to compile (once per process)")
+        variants.append(("usbrain (fp32, channels-last, compiled)", compiled))
+    for label, net in variants:
         sec, spread, out = timed(
             lambda net=net: our_step(net, sampler, x_t, m_t, t, clip), args.repeats
         )

@@ -67,3 +67,19 @@ def test_autocast_denoiser_returns_float32_close_to_full_precision():
             full, half = getattr(model, name)(z, t, z), getattr(fast, name)(z, t, z)
             assert half.dtype == torch.float32
             assert (half - full).abs().mean() < 0.02 * full.abs().mean()
+
+
+def test_channels_last_gives_the_same_predictions():
+    torch.manual_seed(0)
+    model = PairedDenoiser(SMALL, latent_channels=3).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_(0, 0.1)
+    z, c, t = torch.randn(2, 3, 8, 8, 8), torch.randn(2, 3, 8, 8, 8), torch.tensor([5, 50])
+    with torch.no_grad():
+        plain = model.eps_lesion(z, t, c), model.eps_brain(z, t, c)
+        model.to_channels_last()
+        fast = model.eps_lesion(z, t, c), model.eps_brain(z, t, c)
+    assert model.lesion.conv_in.conv.weight.is_contiguous(memory_format=torch.channels_last_3d)
+    for a, b in zip(plain, fast, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
