@@ -53,6 +53,29 @@ def test_tiled_coding_matches_whole_volume_coding():
     assert torch.isfinite(zt).all() and torch.isfinite(xt).all()
 
 
+def test_tiled_encoding_runs_an_all_zero_window_once_and_is_unchanged_by_it():
+    from monai.inferers import sliding_window_inference
+
+    torch.manual_seed(0)
+    ae = Autoencoder(AutoencoderConfig(channels=(8, 8), num_res_blocks=1, norm_num_groups=4))
+    ae.eval().scale_factor.fill_(1.7)
+    calls = []
+    net_encode = ae.net.encode
+    ae.net.encode = lambda p: (calls.append(bool(p.any())), net_encode(p))[1]
+    x = torch.zeros(1, 1, 32, 32, 32)
+    x[..., 20:, 20:, 20:] = torch.rand(12, 12, 12)  # one corner has content, the rest is empty
+    with torch.no_grad():
+        for volume in (torch.zeros_like(x), x):
+            calls.clear()
+            plain = sliding_window_inference(
+                volume, (16,) * 3, 1, lambda p: net_encode(p)[0], 0.5, mode="gaussian"
+            )
+            assert torch.equal(ae.encode_tiled(volume, tile=8, overlap=0.5), plain * 1.7)
+            # 27 windows: the empty ones are encoded once between them
+            assert calls.count(False) == 1
+    assert calls.count(True) == 8  # the windows that reach the corner
+
+
 def test_initial_log_variance_starts_a_narrow_posterior():
     cfg = AutoencoderConfig(
         channels=(8, 8), num_res_blocks=1, norm_num_groups=4, initial_log_variance=-8.0

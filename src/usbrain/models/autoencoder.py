@@ -7,6 +7,8 @@ with the weights (not the Stable Diffusion constant 0.18215, which belongs to an
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from monai.inferers import sliding_window_inference
 from monai.networks.nets import AutoencoderKL
@@ -19,6 +21,25 @@ def kl_divergence(mu: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
     """KL(N(mu, sigma²) ‖ N(0, 1)) summed over latent voxels, averaged over the batch."""
     kl = 0.5 * (mu.pow(2) + sigma.pow(2) - torch.log(sigma.pow(2) + 1e-12) - 1.0)
     return kl.flatten(1).sum(1).mean()
+
+
+def reuse_on_empty(fn: Callable[[torch.Tensor], torch.Tensor]) -> Callable:
+    """``fn`` over sliding windows, run once for an all-zero window and copied after that.
+
+    Background windows and every window of the empty mask are all zeros, so this is exact and
+    saves their cost (MONAI scales a window's output in place, hence the copy).
+    """
+    done: dict[tuple[int, ...], torch.Tensor] = {}
+
+    def run(window: torch.Tensor) -> torch.Tensor:
+        if window.any():
+            return fn(window)
+        key = tuple(window.shape)
+        if key not in done:
+            done[key] = fn(window)
+        return done[key].clone()
+
+    return run
 
 
 class Autoencoder(nn.Module):
@@ -74,13 +95,14 @@ class Autoencoder(nn.Module):
         """:meth:`encode` by overlapping windows of ``tile * f`` voxels per axis, blended with
         Gaussian weights: peak memory depends on the window, not the volume.
 
-        ``tile`` (latent voxels) must be even so windows start on the latent grid. GroupNorm
-        statistics are per window, so the result approximates the whole-volume encoding.
+        ``tile`` (latent voxels) must make windows start on the latent grid: even for an overlap
+        of 0.5, a multiple of 4 for 0.25. GroupNorm
+        statistics are per window, so the result approximates the whole-volume encoding. An
+        all-zero window (background, the empty mask) is encoded once and reused.
         """
         f = self.config.downsampling
-        mu = sliding_window_inference(
-            x, (tile * f,) * 3, 1, lambda p: self.net.encode(p)[0], overlap, mode="gaussian"
-        )
+        window = reuse_on_empty(lambda p: self.net.encode(p)[0])
+        mu = sliding_window_inference(x, (tile * f,) * 3, 1, window, overlap, mode="gaussian")
         return mu * self.scale_factor
 
     def decode_tiled(self, z: torch.Tensor, tile: int, overlap: float = 0.5) -> torch.Tensor:

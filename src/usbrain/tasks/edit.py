@@ -8,6 +8,10 @@
    resolution lost to the model grid) is never part of the change.
 3. ``delta`` goes back to the scan's grid and is added to the native scan. Where the model changed
    nothing the output equals the input voxel for voxel; the background stays background.
+
+A large volume (:func:`~usbrain.tasks.common.is_large`, e.g. 160³) decodes only a box around the
+region the lesion guidance releases (:func:`delta_in_box`): outside it ``delta`` is 0 and the
+output is the input, and the two decodes cost a fraction of two whole-volume ones.
 """
 
 from __future__ import annotations
@@ -35,10 +39,23 @@ from usbrain.tasks.common import (
     dilate,
     empty_mask_latent,
     encode,
+    is_large,
     sampler_for,
 )
 
 BLEND_DILATION = 2  # model-space voxels around the lesion that --blend lets change
+# Region decoding of large volumes (latent voxels). The change is kept in the box around where
+# the soft lesion map releases anatomy, grown by REGION_MARGIN (the decoder spreads the change a
+# little past it); the box grown by DECODE_CONTEXT more is decoded, so the kept part sees real
+# neighbours rather than zero padding. Per-window GroupNorm statistics make any window decode
+# approximate: healing four cohort scans with the trained tiny autoencoder at 96³ (24³ latents),
+# the kept change was within 0.005–0.024 mean abs (max 0.07–0.36; [0, 1] intensities) of the
+# whole-volume change, closer than decoding the whole volume by 32-voxel windows (0.007–0.052);
+# the whole-volume change left out beyond the box averaged 0.007–0.009.
+REGION_MARGIN = 1
+DECODE_CONTEXT = 2
+
+Box = tuple[slice, slice, slice]
 
 
 @dataclass(frozen=True)
@@ -62,6 +79,57 @@ def consistency_guidance(state: EditState) -> ConsistencyGuidance | None:
         return None
     soft = state.soft_map if cfg.lesion else None
     return ConsistencyGuidance(cfg, state.schedule, state.x_src, soft, state.noise, state.horizon)
+
+
+def released_box(soft_map: torch.Tensor, margin: int) -> Box | None:
+    """Latent bounding box (slices over d, h, w) of ``soft_map > 0`` (1, 1, d, h, w), grown by
+    ``margin`` voxels and clipped to the latent; None if the map is empty."""
+    where = torch.nonzero(soft_map[0, 0] > 0)
+    if len(where) == 0:
+        return None
+    low, high = where.min(0).values.tolist(), (where.max(0).values + 1).tolist()
+    box = tuple(slice(a, b) for a, b in zip(low, high, strict=True))
+    return grow(box, margin, tuple(soft_map.shape[2:]))
+
+
+def grow(box: Box, by: int, shape: tuple[int, ...]) -> Box:
+    """``box`` grown by ``by`` voxels on every side, clipped to ``shape``."""
+    return tuple(
+        slice(max(b.start - by, 0), min(b.stop + by, n)) for b, n in zip(box, shape, strict=True)
+    )
+
+
+def delta_in_box(pipe: Pipeline, x_edit: torch.Tensor, x_src: torch.Tensor, box: Box) -> np.ndarray:
+    """``D(x_edit) - D(x_src)`` (D, H, W) inside the latent ``box``, 0 outside it.
+
+    Latents (1, C, d, h, w). Only the box grown by :data:`DECODE_CONTEXT` is decoded, once per
+    latent; the context is cut off. Model-space voxels: latent voxels × the downsampling f.
+    """
+    f = pipe.config.autoencoder.downsampling
+    window = grow(box, DECODE_CONTEXT, tuple(x_src.shape[2:]))
+    change = decode(pipe, x_edit[(..., *window)]) - decode(pipe, x_src[(..., *window)])
+    keep = tuple(
+        slice((b.start - w.start) * f, (b.stop - w.start) * f)
+        for b, w in zip(box, window, strict=True)
+    )
+    delta = np.zeros([n * f for n in x_src.shape[2:]], np.float32)
+    delta[tuple(slice(b.start * f, b.stop * f) for b in box)] = change[keep]
+    return delta
+
+
+def edit_delta(
+    pipe: Pipeline, x_edit: torch.Tensor, x_src: torch.Tensor, soft_map: torch.Tensor
+) -> tuple[np.ndarray, Box | None]:
+    """The model-space change ``D(x_edit) - D(x_src)`` (D, H, W) and the latent box it was
+    decoded in: the whole volume (box None) unless the volume is large and the region the
+    ``soft_map`` (1, 1, d, h, w) releases, grown by :data:`REGION_MARGIN`, is smaller."""
+    latent = tuple(x_src.shape[2:])
+    f = pipe.config.autoencoder.downsampling
+    box = released_box(soft_map, REGION_MARGIN) if is_large(tuple(n * f for n in latent)) else None
+    whole = tuple(slice(0, n) for n in latent)
+    if box is None or box == whole:
+        return decode(pipe, x_edit) - decode(pipe, x_src), None
+    return delta_in_box(pipe, x_edit, x_src, box), box
 
 
 def write_back(
@@ -139,7 +207,7 @@ def edit(
         guidance_for(state),
         progress=progress,
     )
-    delta = decode(pipe, x_edit) - decode(pipe, x_src)
+    delta, box = edit_delta(pipe, x_edit, x_src, soft)
     out = write_back(image, delta, prepared.geometry, lesion_m if blend else None)
     info = {
         "t_start": int(timesteps[0]),
@@ -148,4 +216,6 @@ def edit(
         "mean_abs_change_in_lesion_model": float(np.abs(delta)[lesion_m > 0].mean()),
         "mean_abs_change_outside_model": float(np.abs(delta)[~dilate(lesion_m, 1)].mean()),
     }
+    if box is not None:
+        info["decoded_latent_box"] = [[b.start, b.stop] for b in box]
     return out, info
