@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from tests.conftest import micro_config, phantom_brain
@@ -10,6 +11,7 @@ from tests.tasks.conftest import TASK_OVERRIDES
 from usbrain.config import load_config
 from usbrain.data.nifti import Volume
 from usbrain.data.preprocess import preprocess
+from usbrain.errors import InputError
 from usbrain.pipeline import Pipeline
 from usbrain.tasks import common
 
@@ -78,3 +80,11 @@ def test_large_volumes_are_coded_by_windows(monkeypatch):
     assert common.encode(pipe, volume).shape == z.shape
     assert common.decode(pipe, z).shape == x.shape
     assert calls == ["encode_tiled", "decode_tiled"] * 2
+
+
+def test_mask_conditioned_tasks_refuse_an_ablation_checkpoint():
+    common.require_mask_conditioning(Pipeline.build(micro_config()), "heal")
+    for coupling in ("noisy", "none"):
+        pipe = Pipeline.build(micro_config(f"diffusion.coupling={coupling}"))
+        with pytest.raises(InputError, match=f"heal needs .* coupling={coupling}"):
+            common.require_mask_conditioning(pipe, "heal")

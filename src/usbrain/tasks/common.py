@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from usbrain.config import Precision, SamplingConfig
+from usbrain.config import Coupling, Precision, SamplingConfig
 from usbrain.data.geometry import Geometry, model_affine
 from usbrain.data.nifti import Volume, check_same_grid
 from usbrain.data.preprocess import (
@@ -70,6 +70,18 @@ def sampler_for(pipe: Pipeline, sampling: SamplingConfig) -> Sampler:
     sampler = make_sampler(sampling.sampler, pipe.schedule, sampling.eta)
     sampler.set_timesteps(sampling.steps)
     return sampler
+
+
+def require_mask_conditioning(pipe: Pipeline, task: str) -> None:
+    """Refuse ``task`` (one conditioned on a given mask) on an ablation checkpoint whose brain
+    model never learned to read a clean mask latent (``diffusion.coupling`` other than
+    ``estimate``)."""
+    coupling = pipe.config.diffusion.coupling
+    if coupling is not Coupling.ESTIMATE:
+        raise InputError(
+            f"{task} needs a checkpoint trained with diffusion.coupling=estimate; this one was "
+            f"trained with coupling={coupling} (an ablation that can only generate pairs)"
+        )
 
 
 def denoiser_for(pipe: Pipeline, sampling: SamplingConfig) -> PairedDenoiser | AutocastDenoiser:

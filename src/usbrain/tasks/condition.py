@@ -25,6 +25,7 @@ from usbrain.tasks.common import (
     encode,
     generator,
     mask_geometry,
+    require_mask_conditioning,
     sampler_for,
 )
 
@@ -38,6 +39,7 @@ def condition(
     progress: bool = False,
 ) -> list[Result]:
     """``n`` brains for ``mask`` (native grid, {0, 1}); brain ``i`` depends on ``seed + i``."""
+    require_mask_conditioning(pipe, "condition")
     geometry = mask_geometry(mask, pipe)
     check_lesion_kept(mask, geometry)
     mask_m = to_model(mask, geometry, VolumeKind.MASK)

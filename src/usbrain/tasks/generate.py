@@ -23,6 +23,7 @@ from usbrain.tasks.common import (
     empty_mask_latent,
     generator,
     model_grid_volume,
+    require_mask_conditioning,
     sampler_for,
 )
 
@@ -41,6 +42,8 @@ def generate(
     >>> results[0].image.data.shape == pipe.config.space.size  # doctest: +SKIP
     True
     """
+    if healthy:
+        require_mask_conditioning(pipe, "healthy generation")
     sampler = sampler_for(pipe, sampling)
     device = device_of(pipe)
     shape = (1, pipe.config.autoencoder.latent_channels, *pipe.config.latent_size)

@@ -21,6 +21,7 @@ from usbrain.tasks.common import (
     encode,
     generator,
     prepare_edit,
+    require_mask_conditioning,
 )
 from usbrain.tasks.edit import EditState, edit
 
@@ -41,6 +42,7 @@ def heal(
     >>> healed = heal(pipe, load_image("sub-1_T1w.nii.gz"), load_mask("sub-1_mask.nii.gz"),
     ...               pipe.config.sampling)  # doctest: +SKIP
     """
+    require_mask_conditioning(pipe, "heal")
     inside = check_inside_brain(image, mask)
     prepared = prepare_edit(pipe, image, mask)
     t_start = sampling.t_start_heal if t_start is None else t_start

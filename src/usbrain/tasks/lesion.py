@@ -27,6 +27,7 @@ from usbrain.tasks.common import (
     encode,
     generator,
     prepare_edit,
+    require_mask_conditioning,
     sampler_for,
 )
 from usbrain.tasks.edit import EditState, edit
@@ -48,6 +49,7 @@ def lesion(
     guidance_for: Callable[[EditState], Guidance | None] | None = None,
 ) -> Result:
     """``image`` with a lesion inserted where ``mask`` says (None: where the model proposes)."""
+    require_mask_conditioning(pipe, "lesion")
     gen = generator(seed)
     info: dict = {"seed": seed, "proposed": mask is None}
     if mask is not None:
