@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from usbrain.config import Coupling
-from usbrain.diffusion.chains import sample_brain, sample_lesion, sample_pair
+from usbrain.diffusion.chains import guided_eps_brain, sample_brain, sample_lesion, sample_pair
 from usbrain.diffusion.samplers import DDIMSampler
 from usbrain.diffusion.schedule import NoiseSchedule, q_sample, x0_from_eps
 
@@ -87,3 +87,18 @@ def test_lesion_chain_sees_the_source_noised_to_each_step():
     for (kind, t, _, x_t), step in zip(net.calls, s.timesteps, strict=True):
         assert kind == "lesion" and t == step
         torch.testing.assert_close(x_t, q_sample(S, x_src, torch.tensor([t]), noise))
+
+
+def test_condition_scale_is_classifier_free_guidance_in_one_batch():
+    net, s = StubDenoiser(), sampler()
+    cond = torch.full(SHAPE, 0.5)
+    x = torch.ones(SHAPE)
+    t = torch.tensor([7])
+    assert torch.equal(guided_eps_brain(net, x, t, cond, 1.0), 0.3 * x + 0.4 * cond)
+    net.calls.clear()
+    eps = guided_eps_brain(net, x, t, cond, 3.0)
+    # uncond = 0.3 x, cond = 0.3 x + 0.4 c  →  0.3 x + 3 · 0.4 c
+    torch.testing.assert_close(eps, 0.3 * x + 1.2 * cond)
+    assert len(net.calls) == 1 and net.calls[0][2].shape[0] == 2  # one forward of batch 2
+    out = sample_brain(net, s, cond, x, s.timesteps, torch.Generator(), condition_scale=3.0)
+    assert out.shape == SHAPE

@@ -68,6 +68,25 @@ def sample_pair(
     return x, m
 
 
+def guided_eps_brain(
+    denoiser: PairedDenoiser,
+    x: torch.Tensor,
+    t: torch.Tensor,
+    condition: torch.Tensor,
+    scale: float,
+) -> torch.Tensor:
+    """The brain model's ε̂ under classifier-free guidance of weight ``scale`` on the mask
+    ``condition`` (1: the plain conditioned prediction); the conditioned and the zero-condition
+    passes run as one batch of 2B."""
+    if scale == 1.0:
+        return denoiser.eps_brain(x, t, condition)
+    both = denoiser.eps_brain(
+        torch.cat([x, x]), torch.cat([t, t]), torch.cat([condition, torch.zeros_like(condition)])
+    )
+    conditioned, unconditioned = both.chunk(2)
+    return unconditioned + scale * (conditioned - unconditioned)
+
+
 @torch.no_grad()
 def sample_brain(
     denoiser: PairedDenoiser,
@@ -78,9 +97,11 @@ def sample_brain(
     generator: torch.Generator,
     guidance: Guidance | None = None,
     progress: bool = False,
+    condition_scale: float = 1.0,
 ) -> torch.Tensor:
     """Denoise the brain latent ``start`` (noisy at ``timesteps[0]``) to a clean estimate, the
-    brain model conditioned on the mask latent ``condition`` at every step.
+    brain model conditioned on the mask latent ``condition`` at every step (classifier-free
+    guided with ``condition_scale``, see :func:`guided_eps_brain`).
 
     Returns the last step's (guided) estimate of the clean latent.
     """
@@ -88,7 +109,7 @@ def sample_brain(
     x0 = start
     sampler = sampler.fresh()
     for t in _steps(timesteps, "denoise", progress):
-        eps_x = denoiser.eps_brain(x, _batch_t(t, x), condition)
+        eps_x = guided_eps_brain(denoiser, x, _batch_t(t, x), condition, condition_scale)
         out = sampler.step(eps_x, t, x, generator)
         if guidance is not None:
             out = guidance(out, t, sampler.previous_timestep(t))

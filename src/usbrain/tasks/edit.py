@@ -206,6 +206,7 @@ def edit(
         gen,
         guidance_for(state),
         progress=progress,
+        condition_scale=sampling.condition_scale,
     )
     delta, box = edit_delta(pipe, x_edit, x_src, soft)
     out = write_back(image, delta, prepared.geometry, lesion_m if blend else None)
