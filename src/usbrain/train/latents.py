@@ -79,7 +79,8 @@ def save_latents(latents: Latents, out: str | Path, source: dict, overwrite: boo
 
 
 def load_latents(path: str | Path) -> tuple[Latents, dict]:
-    """Read a latent folder; returns the latents and their ``source`` record."""
+    """Read a latent folder; returns the latents and their ``source`` record (paths resolved:
+    they are stored relative to the folder, so a run folder can be moved as a whole)."""
     path = Path(path)
     files = [path / "latents.safetensors", path / "index.json"]
     if not all(f.is_file() for f in files):
@@ -92,4 +93,5 @@ def load_latents(path: str | Path) -> tuple[Latents, dict]:
         )
     except Exception as exc:  # corrupt file or foreign JSON: one message either way
         raise InputError(f"{path}: corrupt latent cache ({exc})") from None
-    return latents, index["source"]
+    source = {k: str(path / v) for k, v in index["source"].items()}  # absolute v stays as is
+    return latents, source

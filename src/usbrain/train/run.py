@@ -6,6 +6,7 @@ writes its outputs; only the main process writes.
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -106,7 +107,12 @@ def encode(
     config, model = load_autoencoder(checkpoint)
     _check_space(config, data)
     latents = encode_dataset(model, PreparedDataset(data), device)
-    source = {"autoencoder": str(Path(checkpoint).resolve()), "data": str(Path(data).resolve())}
+    # Relative to the latent folder: the demo writes its run folder in a temporary place and
+    # moves it as a whole, and users move experiment folders too.
+    source = {
+        "autoencoder": os.path.relpath(Path(checkpoint).resolve(), Path(out).resolve()),
+        "data": os.path.relpath(Path(data).resolve(), Path(out).resolve()),
+    }
     return save_latents(latents, out, source, overwrite)
 
 
