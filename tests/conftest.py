@@ -65,6 +65,7 @@ MICRO_OVERRIDES = [
     "space.size=[16,16,16]",
     "space.spacing=12.0",
     "autoencoder.channels=[8,8]",
+    "autoencoder.latent_channels=3",
     "autoencoder.norm_num_groups=4",
     "autoencoder.train_patch=0",
     "unet.channels=[8,8]",
