@@ -151,6 +151,17 @@ def method_montage(case: Case, task: str, outputs: dict[str, np.ndarray], path: 
     return save_figure(fig, path, overwrite=True)
 
 
+def optional_sections(results: dict) -> list[tuple[str, list[str]]]:
+    """(title, lines) of the sections ``results`` has beyond heal and lesion, in report order:
+    the same for ``report.md`` and the README block."""
+    tables = (
+        ("generation", "Generation", generation_table),
+        ("variants", "Trained variants", variants_table),
+        ("downstream", "Downstream", downstream_table),
+    )
+    return [(title, render(results[key])) for key, title, render in tables if key in results]
+
+
 def write_report(
     results: dict,
     examples: dict[str, dict[str, np.ndarray]],
@@ -175,12 +186,8 @@ def write_report(
             f"![{task} methods](figures/{task}_methods.png)",
             "",
         ]
-    if "generation" in results:
-        lines += ["## Generation", "", *generation_table(results["generation"]), ""]
-    if "variants" in results:
-        lines += ["## Trained variants", "", *variants_table(results["variants"]), ""]
-    if "downstream" in results:
-        lines += ["## Downstream", "", *downstream_table(results["downstream"]), ""]
+    for title, body in optional_sections(results):
+        lines += [f"## {title}", "", *body, ""]
     path = out / "report.md"
     path.write_text("\n".join(lines))
     return path
@@ -214,12 +221,8 @@ def readme_section(results: dict, base: Path) -> str:
         lines += [*note, ""]
     for task in ("heal", "lesion"):
         lines += [f"**{task.capitalize()}**", "", *table(results, task), ""]
-    if "generation" in results:
-        lines += ["**Generation**", "", *generation_table(results["generation"]), ""]
-    if "variants" in results:
-        lines += ["**Trained variants**", "", *variants_table(results["variants"]), ""]
-    if "downstream" in results:
-        lines += ["**Downstream**", "", *downstream_table(results["downstream"]), ""]
+    for title, body in optional_sections(results):
+        lines += [f"**{title}**", "", *body, ""]
     return "\n".join([*lines, README_END])
 
 
