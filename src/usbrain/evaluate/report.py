@@ -385,7 +385,8 @@ def benchmark_to_folder(
         results["downstream"] = run_downstream(
             pipe, downstream_data, downstream_config, seed, device
         )
-    real = model_space_images(pipe, read_scans(data))
+    if network is not None or variant_pipes:  # the real scans are only read for these
+        real = model_space_images(pipe, read_scans(data))
     if network is not None:
         results["generation"] = generation_scores(pipe, real, network, seed)
     if variant_pipes:
