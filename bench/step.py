@@ -52,9 +52,10 @@ def reference_step(lesion, brain, x_t, m_t, t, t_next, betas, clip):
 def our_step(denoiser, sampler, x_t, m_t, t: int, clip):
     with torch.inference_mode():
         tt = torch.full((x_t.shape[0],), t, dtype=torch.long)
-        eps_m = denoiser.eps_lesion(m_t, tt, x_t)
+        # ε-predicting U-Nets, as in the reference loop: their raw outputs are ε̂
+        eps_m = denoiser.predict_lesion(m_t, tt, x_t)
         m0_hat = lesion_condition(sampler.schedule, m_t, tt, eps_m, clip)
-        eps_x = denoiser.eps_brain(x_t, tt, m0_hat)
+        eps_x = denoiser.predict_brain(x_t, tt, m0_hat)
         return sampler.step(eps_x, t, x_t).prev_sample, sampler.step(eps_m, t, m_t).prev_sample
 
 

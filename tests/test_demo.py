@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 from tests.conftest import MICRO_OVERRIDES
@@ -23,6 +24,11 @@ def test_demo_trains_runs_the_four_tasks_and_reports(tmp_path, capsys):
     for heading in ("## Training", "### Heal", "### Lesion insertion", "### Conditional"):
         assert heading in report
     assert (out / "train" / "diffusion" / "pipeline" / "denoiser.safetensors").is_file()
+    # the autoencoder is scored on every split, and the report shows all of them
+    scores = json.loads((out / "train" / "autoencoder" / "reconstruction.json").read_text())
+    assert set(scores) == {"train", "val", "test"}
+    assert all(0.0 < s["ssim"] <= 1.0 and s["psnr"] > 0 for s in scores.values())
+    assert "| autoencoder (EMA weights) | train | val | test |" in report
     for task in ("heal", "lesion", "condition", "generate"):
         folders = list((out / "tasks" / task).iterdir())
         assert folders and all((f / "usbrain.json").is_file() for f in folders)

@@ -32,7 +32,7 @@ GENERATED = 4  # pathological samples; half as many healthy ones
 class Training:
     pipeline: Path
     seconds: dict[str, float]
-    autoencoder: dict[str, float]  # last validation of the autoencoder
+    autoencoder: dict[str, dict[str, float]]  # final reconstruction scores per split
     diffusion_first: dict[str, float]  # validation losses at step 0
     diffusion_last: dict[str, float]
 
@@ -60,7 +60,7 @@ def train_tiny(config: Config, cache: Path, root: Path) -> Training:
     return Training(
         pipeline,
         seconds,
-        _validations(root / "autoencoder")[-1],
+        json.loads((root / "autoencoder" / "reconstruction.json").read_text()),
         diffusion[0],
         diffusion[-1],
     )
@@ -165,12 +165,32 @@ def _median(rows: list[dict], key: str) -> float:
     return nan_median([r[key] for r in rows])
 
 
+def _autoencoder_table(scores: dict[str, dict[str, float]]) -> list[str]:
+    """Reconstruction scores, one column per split; Dice cells give the number of lesions."""
+    splits = list(scores)
+    lines = [
+        "| autoencoder (EMA weights) | " + " | ".join(splits) + " |",
+        "|---|" + "---|" * len(splits),
+        "| image PSNR (dB) | " + " | ".join(f"{scores[s]['psnr']:.2f}" for s in splits) + " |",
+        "| image SSIM | " + " | ".join(f"{scores[s]['ssim']:.3f}" for s in splits) + " |",
+    ]
+    for size, label in (("large", "≥ 5 mL"), ("small", "< 5 mL")):
+        cells = [
+            f"{format_value(scores[s][f'dice_{size}'])} (n = {scores[s][f'n_{size}']:.0f})"
+            for s in splits
+        ]
+        lines.append(f"| mask Dice, lesions {label} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def report_section(training: Training, run: TaskRun, figures: Path, root: Path) -> list[str]:
     """Markdown for the training and task results; copies one montage per task to ``figures``."""
     ae, first, last = training.autoencoder, training.diffusion_first, training.diffusion_last
     pairs = [r for r in run.generate if not r["healthy"]]
     in_brain_condition = format_value(_median(run.condition, "lesion_in_brain"))
-    in_brain_pairs = format_value(_median(pairs, "lesion_in_brain"))
+    # An empty mask lies trivially "inside": pairs without a lesion are counted, not scored.
+    with_lesion = [r for r in pairs if r["lesion_voxels"] > 0]
+    in_brain_pairs = format_value(_median(with_lesion, "lesion_in_brain")) if with_lesion else "–"
     heal_ratio = format_value(_median(run.heal, "mae_ratio"))
     heal_psnr = format_value(_median(run.heal, "psnr_outside"), 1)
     lesion_ratio = format_value(_median(run.lesion, "intensity_ratio"))
@@ -183,14 +203,7 @@ def report_section(training: Training, run: TaskRun, figures: Path, root: Path) 
         f" encoding {training.seconds['encode']:.0f} s, paired denoisers "
         f"{training.seconds['diffusion']:.0f} s.",
         "",
-        "| autoencoder (validation) | value |",
-        "|---|---|",
-        f"| image PSNR (dB) | {ae['val/psnr']:.2f} |",
-        f"| image SSIM | {ae['val/ssim']:.3f} |",
-        f"| mask Dice, lesions ≥ 5 mL (n = {ae['val/n_large']:.0f}) "
-        f"| {format_value(ae['val/dice_large'])} |",
-        f"| mask Dice, lesions < 5 mL (n = {ae['val/n_small']:.0f}) "
-        f"| {format_value(ae['val/dice_small'])} |",
+        *_autoencoder_table(ae),
         "",
         "| denoiser validation loss | step 0 | last | last / first |",
         "|---|---|---|---|",
@@ -248,7 +261,9 @@ def report_section(training: Training, run: TaskRun, figures: Path, root: Path) 
         "### Conditional and unconditional generation",
         "",
         f"Fraction of lesion voxels inside the generated brain: median {in_brain_condition} "
-        f"(condition), {in_brain_pairs} (generated pairs); lesion voxels of healthy samples: "
+        f"(condition), {in_brain_pairs} (generated pairs with a lesion; "
+        f"{len(pairs) - len(with_lesion)} of {len(pairs)} generated pairs have an empty mask); "
+        "lesion voxels of healthy samples: "
         f"{', '.join(str(r['lesion_voxels']) for r in run.generate if r['healthy'])}.",
         "",
     ]

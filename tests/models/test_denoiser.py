@@ -18,11 +18,11 @@ def test_each_model_sees_its_condition():
             p.normal_(0, 0.1)
     z = torch.randn(1, 3, 8, 8, 8)
     t = torch.tensor([5])
-    base_l = model.eps_lesion(z, t, z)
-    base_b = model.eps_brain(z, t, z)
+    base_l = model.predict_lesion(z, t, z)
+    base_b = model.predict_brain(z, t, z)
     other = torch.randn_like(z)
-    assert not torch.allclose(model.eps_lesion(z, t, other), base_l)  # lesion sees the brain
-    assert not torch.allclose(model.eps_brain(z, t, other), base_b)  # brain sees m0_hat
+    assert not torch.allclose(model.predict_lesion(z, t, other), base_l)  # lesion sees the brain
+    assert not torch.allclose(model.predict_brain(z, t, other), base_b)  # brain sees m0_hat
     assert model.lesion is not model.brain
 
 
@@ -48,7 +48,8 @@ def test_activation_checkpointing_gives_the_same_gradients():
     grads = []
     for model in (plain, recompute):
         model.zero_grad()
-        (model.eps_brain(z, t, z).square().mean() + model.eps_lesion(z, t, z).mean()).backward()
+        loss = model.predict_brain(z, t, z).square().mean() + model.predict_lesion(z, t, z).mean()
+        loss.backward()
         grads.append([p.grad.clone() for p in model.parameters()])
     for a, b in zip(*grads, strict=True):
         torch.testing.assert_close(a, b)
@@ -63,7 +64,7 @@ def test_autocast_denoiser_returns_float32_close_to_full_precision():
             p.normal_(0, 0.1)
         fast = AutocastDenoiser(model, torch.bfloat16)
         z, t = torch.randn(1, 3, 8, 8, 8), torch.tensor([7])
-        for name in ("eps_lesion", "eps_brain"):
+        for name in ("predict_lesion", "predict_brain"):
             full, half = getattr(model, name)(z, t, z), getattr(fast, name)(z, t, z)
             assert half.dtype == torch.float32
             assert (half - full).abs().mean() < 0.02 * full.abs().mean()
@@ -77,9 +78,9 @@ def test_channels_last_gives_the_same_predictions():
             p.normal_(0, 0.1)
     z, c, t = torch.randn(2, 3, 8, 8, 8), torch.randn(2, 3, 8, 8, 8), torch.tensor([5, 50])
     with torch.no_grad():
-        plain = model.eps_lesion(z, t, c), model.eps_brain(z, t, c)
+        plain = model.predict_lesion(z, t, c), model.predict_brain(z, t, c)
         model.to_channels_last()
-        fast = model.eps_lesion(z, t, c), model.eps_brain(z, t, c)
+        fast = model.predict_lesion(z, t, c), model.predict_brain(z, t, c)
     assert model.lesion.conv_in.conv.weight.is_contiguous(memory_format=torch.channels_last_3d)
     for a, b in zip(plain, fast, strict=True):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)

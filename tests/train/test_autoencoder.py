@@ -36,3 +36,16 @@ def test_objective_runs_on_the_real_autoencoder():
         torch.rand(1, 1, 8, 8, 8), torch.zeros(1, 1, 8, 8, 8)
     )
     assert torch.isfinite(losses["loss"])
+
+
+def test_mask_dice_term_is_soft_dice_of_the_clamped_mask_reconstruction():
+    image = torch.full((1, 1, 4, 1, 1), 0.5)
+    mask = torch.tensor([1.0, 1.0, 0.0, 0.0]).reshape(1, 1, 4, 1, 1)
+    mask_recon = torch.tensor([1.4, 0.5, 0.5, -0.3])  # clamped: 1, 0.5, 0.5, 0
+    recon = torch.cat([image, mask_recon.reshape(1, 1, 4, 1, 1)])
+    losses = AutoencoderObjective(Fixed(recon), 0.0, 1.0, mask_dice_weight=2.0)(image, mask)
+    dice = 2 * 1.5 / (2.0 + 2.0)  # 2·Σ p·g / (Σ p + Σ g)
+    assert torch.isclose(losses["dice_mask"], torch.tensor(1 - dice), atol=1e-4)
+    without = AutoencoderObjective(Fixed(recon), 0.0, 1.0)(image, mask)
+    assert "dice_mask" not in without
+    assert torch.isclose(losses["loss"], without["loss"] + 2.0 * losses["dice_mask"])

@@ -22,9 +22,9 @@ from tqdm.auto import tqdm
 
 from usbrain.config import Coupling
 from usbrain.diffusion.paired import brain_condition
+from usbrain.diffusion.prediction import NoisePredictor
 from usbrain.diffusion.samplers import Sampler, StepOutput
 from usbrain.diffusion.schedule import q_sample
-from usbrain.models.denoiser import PairedDenoiser
 
 Guidance = Callable[[StepOutput, int, int], StepOutput]
 
@@ -44,7 +44,7 @@ def _steps(timesteps: list[int], desc: str, progress: bool):
 
 @torch.no_grad()
 def sample_pair(
-    denoiser: PairedDenoiser,
+    denoiser: NoisePredictor,
     sampler: Sampler,
     shape: tuple[int, ...],
     generator: torch.Generator,
@@ -69,7 +69,7 @@ def sample_pair(
 
 
 def guided_eps_brain(
-    denoiser: PairedDenoiser,
+    denoiser: NoisePredictor,
     x: torch.Tensor,
     t: torch.Tensor,
     condition: torch.Tensor,
@@ -89,7 +89,7 @@ def guided_eps_brain(
 
 @torch.no_grad()
 def sample_brain(
-    denoiser: PairedDenoiser,
+    denoiser: NoisePredictor,
     sampler: Sampler,
     condition: torch.Tensor,
     start: torch.Tensor,
@@ -119,7 +119,7 @@ def sample_brain(
 
 @torch.no_grad()
 def sample_lesion(
-    denoiser: PairedDenoiser,
+    denoiser: NoisePredictor,
     sampler: Sampler,
     x_src: torch.Tensor,
     generator: torch.Generator,

@@ -4,11 +4,11 @@ For clean latents ``x0`` (brain) and ``m0`` (mask), a shared step ``t`` and nois
 ``eps_m``:
 
 1. ``x_t = q_sample(x0, t, eps_x)``, ``m_t = q_sample(m0, t, eps_m)``;
-2. the lesion model predicts ``eps_m_hat = eps_lesion(m_t, t, x_t)``;
+2. the lesion model predicts ``eps_m_hat`` (directly, or as v̂ converted to ε̂) from
+   ``(m_t, t, x_t)``;
 3. its one-step estimate ``m0_hat = clamp(x0_from_eps(m_t, t, eps_m_hat))``, detached and zeroed
-   for a random 10% of samples, conditions the brain model: ``eps_x_hat = eps_brain(x_t, t,
-   m0_hat)``;
-4. losses are the MSEs of both noise predictions.
+   for a random 10% of samples, conditions the brain model's prediction from ``(x_t, t, m0_hat)``;
+4. losses are the MSEs of both U-Nets' outputs against their targets (ε, or v).
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from usbrain.config import Coupling
+from usbrain.config import Coupling, PredictionType
+from usbrain.diffusion.prediction import eps_from_prediction, prediction_target
 from usbrain.diffusion.schedule import NoiseSchedule, q_sample, x0_from_eps
 from usbrain.models.denoiser import PairedDenoiser
 
@@ -73,12 +74,14 @@ class PairedObjective(nn.Module):
         schedule: NoiseSchedule,
         clip: float,
         coupling: Coupling = Coupling.ESTIMATE,
+        prediction: PredictionType = PredictionType.EPSILON,
     ) -> None:
         super().__init__()
         self.denoiser = denoiser
         self.schedule = schedule
         self.clip = clip
         self.coupling = coupling
+        self.prediction = prediction
         self.stage = Stage.JOINT
 
     def forward(
@@ -93,19 +96,21 @@ class PairedObjective(nn.Module):
         x_t = q_sample(self.schedule, x0, t, eps_x)
         m_t = q_sample(self.schedule, m0, t, eps_m)
         with torch.set_grad_enabled(torch.is_grad_enabled() and self.stage is not Stage.BRAIN):
-            eps_m_hat = self.denoiser.eps_lesion(m_t, t, x_t)
-        loss_lesion = F.mse_loss(eps_m_hat.float(), eps_m)
+            out_m = self.denoiser.predict_lesion(m_t, t, x_t)
+        loss_lesion = F.mse_loss(out_m.float(), self._target(m0, t, eps_m))
         if self.stage is Stage.LESION:
             return {"loss": loss_lesion, "loss_lesion": loss_lesion.detach()}
-        m0_hat = brain_condition(
-            self.coupling, self.schedule, m_t, t, eps_m_hat.detach().float(), self.clip
-        )
+        eps_m_hat = eps_from_prediction(self.prediction, self.schedule, m_t, t, out_m.detach())
+        m0_hat = brain_condition(self.coupling, self.schedule, m_t, t, eps_m_hat.float(), self.clip)
         condition = m0_hat * keep.reshape(-1, *([1] * (m0_hat.ndim - 1)))
-        eps_x_hat = self.denoiser.eps_brain(x_t, t, condition)
-        loss_brain = F.mse_loss(eps_x_hat.float(), eps_x)
+        out_x = self.denoiser.predict_brain(x_t, t, condition)
+        loss_brain = F.mse_loss(out_x.float(), self._target(x0, t, eps_x))
         loss = loss_brain if self.stage is Stage.BRAIN else loss_lesion + loss_brain
         return {
             "loss": loss,
             "loss_lesion": loss_lesion.detach(),
             "loss_brain": loss_brain.detach(),
         }
+
+    def _target(self, z0: torch.Tensor, t: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+        return prediction_target(self.prediction, self.schedule, z0, t, eps)

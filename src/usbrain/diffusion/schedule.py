@@ -4,6 +4,8 @@ With ``ab_t`` the cumulative product of ``1 - beta`` up to step ``t`` (design.md
 
 - ``q_sample(z0, t, eps) = sqrt(ab_t) z0 + sqrt(1 - ab_t) eps``
 - ``x0_from_eps(zt, t, eps) = (zt - sqrt(1 - ab_t) eps) / sqrt(ab_t)``
+- ``v_target(z0, t, eps) = sqrt(ab_t) eps - sqrt(1 - ab_t) z0`` (v-prediction) and
+  ``eps_from_v(zt, t, v) = sqrt(ab_t) v + sqrt(1 - ab_t) zt``
 """
 
 from __future__ import annotations
@@ -67,6 +69,23 @@ def eps_from_x0(
     """The noise that takes ``x0`` to ``zt`` at step ``t`` (inverse of :func:`x0_from_eps`)."""
     ab = extract(schedule.alphas_cumprod, t, zt.shape)
     return (zt - ab.sqrt() * x0) / (1.0 - ab).sqrt()
+
+
+def v_target(
+    schedule: NoiseSchedule, z0: torch.Tensor, t: torch.Tensor, eps: torch.Tensor
+) -> torch.Tensor:
+    """The velocity ``v`` that a v-predicting model learns for ``z0`` noised with ``eps``."""
+    ab = extract(schedule.alphas_cumprod, t, z0.shape)
+    return ab.sqrt() * eps - (1.0 - ab).sqrt() * z0
+
+
+def eps_from_v(
+    schedule: NoiseSchedule, zt: torch.Tensor, t: torch.Tensor, v: torch.Tensor
+) -> torch.Tensor:
+    """The noise implied by a velocity ``v`` at ``zt``: no division, so an error in ``v`` stays
+    an error of the same size in the clean estimate ``sqrt(ab) zt - sqrt(1 - ab) v``."""
+    ab = extract(schedule.alphas_cumprod, t, zt.shape)
+    return ab.sqrt() * v + (1.0 - ab).sqrt() * zt
 
 
 def antithetic_timesteps(

@@ -1,10 +1,13 @@
 """The paired denoisers: two 3D U-Nets that see each other's chain (design.md §2).
 
-- ``eps_lesion(m_t, t, x_t)``: the lesion model denoises the mask latent, seeing the noisy brain.
-- ``eps_brain(x_t, t, m0_hat)``: the brain model denoises the brain latent, seeing the lesion
+- ``predict_lesion(m_t, t, x_t)``: the lesion model denoises the mask latent, seeing the noisy
+  brain.
+- ``predict_brain(x_t, t, m0_hat)``: the brain model denoises the brain latent, seeing the lesion
   model's one-step estimate of the clean mask latent.
 
-The condition enters by channel concatenation: each U-Net takes 2C channels and predicts C.
+The condition enters by channel concatenation: each U-Net takes 2C channels and predicts C. What
+they predict (ε or v) is the diffusion config's ``prediction``; ``usbrain.diffusion.prediction``
+turns it into ε̂ for the samplers.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from usbrain.config import UNetConfig
 
 
 def build_unet(config: UNetConfig, latent_channels: int) -> DiffusionModelUNet:
-    """A U-Net mapping (B, 2C, d, h, w) and timesteps (B,) to ε̂ (B, C, d, h, w)."""
+    """A U-Net mapping (B, 2C, d, h, w) and timesteps (B,) to ε̂ or v̂ (B, C, d, h, w)."""
     return DiffusionModelUNet(
         spatial_dims=3,
         in_channels=2 * latent_channels,
@@ -56,7 +59,7 @@ class PairedDenoiser(nn.Module):
     ...                  norm_num_groups=4)
     >>> model = PairedDenoiser(cfg, latent_channels=3)
     >>> z, t = torch.zeros(2, 3, 4, 4, 4), torch.tensor([0, 10])
-    >>> model.eps_lesion(z, t, z).shape, model.eps_brain(z, t, z).shape
+    >>> model.predict_lesion(z, t, z).shape, model.predict_brain(z, t, z).shape
     (torch.Size([2, 3, 4, 4, 4]), torch.Size([2, 3, 4, 4, 4]))
     """
 
@@ -86,14 +89,16 @@ class PairedDenoiser(nn.Module):
     def _input(self, z: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
         return torch.cat([z, condition], dim=1).contiguous(memory_format=self.memory_format)
 
-    def eps_lesion(self, m_t: torch.Tensor, t: torch.Tensor, x_t: torch.Tensor) -> torch.Tensor:
-        """Predicted noise of the mask latent ``m_t`` given the noisy brain ``x_t``."""
+    def predict_lesion(self, m_t: torch.Tensor, t: torch.Tensor, x_t: torch.Tensor) -> torch.Tensor:
+        """The lesion model's output for the mask latent ``m_t`` given the noisy brain ``x_t``."""
         if self.independent:
             x_t = torch.zeros_like(x_t)
         return self.lesion(self._input(m_t, x_t), t)
 
-    def eps_brain(self, x_t: torch.Tensor, t: torch.Tensor, m0_hat: torch.Tensor) -> torch.Tensor:
-        """Predicted noise of the brain latent ``x_t`` given the clean-mask estimate."""
+    def predict_brain(
+        self, x_t: torch.Tensor, t: torch.Tensor, m0_hat: torch.Tensor
+    ) -> torch.Tensor:
+        """The brain model's output for the brain latent ``x_t`` given the clean-mask estimate."""
         return self.brain(self._input(x_t, m0_hat), t)
 
 
@@ -108,13 +113,15 @@ class AutocastDenoiser:
     def _autocast(self, like: torch.Tensor):
         return torch.autocast(like.device.type, dtype=self.dtype)
 
-    def eps_lesion(self, m_t: torch.Tensor, t: torch.Tensor, x_t: torch.Tensor) -> torch.Tensor:
+    def predict_lesion(self, m_t: torch.Tensor, t: torch.Tensor, x_t: torch.Tensor) -> torch.Tensor:
         with self._autocast(m_t):
-            return self.denoiser.eps_lesion(m_t, t, x_t).float()
+            return self.denoiser.predict_lesion(m_t, t, x_t).float()
 
-    def eps_brain(self, x_t: torch.Tensor, t: torch.Tensor, m0_hat: torch.Tensor) -> torch.Tensor:
+    def predict_brain(
+        self, x_t: torch.Tensor, t: torch.Tensor, m0_hat: torch.Tensor
+    ) -> torch.Tensor:
         with self._autocast(x_t):
-            return self.denoiser.eps_brain(x_t, t, m0_hat).float()
+            return self.denoiser.predict_brain(x_t, t, m0_hat).float()
 
 
 class CompiledDenoiser:
@@ -127,5 +134,5 @@ class CompiledDenoiser:
     def __init__(self, denoiser: PairedDenoiser) -> None:
         denoiser.eval()
         options = {"freezing": True}
-        self.eps_lesion = torch.compile(denoiser.eps_lesion, options=options)
-        self.eps_brain = torch.compile(denoiser.eps_brain, options=options)
+        self.predict_lesion = torch.compile(denoiser.predict_lesion, options=options)
+        self.predict_brain = torch.compile(denoiser.predict_brain, options=options)

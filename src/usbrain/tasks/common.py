@@ -24,6 +24,7 @@ from usbrain.data.preprocess import (
     resample,
     voxels_outside_model_grid,
 )
+from usbrain.diffusion.prediction import NoisePredictor
 from usbrain.diffusion.samplers import Sampler, make_sampler
 from usbrain.errors import InputError
 from usbrain.models.denoiser import AutocastDenoiser, PairedDenoiser
@@ -84,12 +85,14 @@ def require_mask_conditioning(pipe: Pipeline, task: str) -> None:
         )
 
 
-def denoiser_for(pipe: Pipeline, sampling: SamplingConfig) -> PairedDenoiser | AutocastDenoiser:
-    """The pipeline's denoiser, under autocast when ``sampling.precision`` asks for it."""
-    if sampling.precision is Precision.FP32:
-        return pipe.denoiser
-    dtype = torch.bfloat16 if sampling.precision is Precision.BF16 else torch.float16
-    return AutocastDenoiser(pipe.denoiser, dtype)
+def denoiser_for(pipe: Pipeline, sampling: SamplingConfig) -> NoisePredictor:
+    """The pipeline's U-Nets as noise predictors, under autocast when ``sampling.precision``
+    asks for it."""
+    predictor: PairedDenoiser | AutocastDenoiser = pipe.denoiser
+    if sampling.precision is not Precision.FP32:
+        dtype = torch.bfloat16 if sampling.precision is Precision.BF16 else torch.float16
+        predictor = AutocastDenoiser(pipe.denoiser, dtype)
+    return NoisePredictor(predictor, pipe.schedule, pipe.config.diffusion.prediction)
 
 
 def device_of(pipe: Pipeline) -> torch.device:

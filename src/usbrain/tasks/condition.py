@@ -60,7 +60,7 @@ def condition(
             sampler.timesteps,
             gen,
             progress=progress,
-            condition_scale=sampling.condition_scale,
+            condition_scale=sampling.generation_condition_scale,
         )
         image_m = decode(pipe, x).clip(0.0, 1.0)
         image = to_native(image_m, geometry, VolumeKind.IMAGE)

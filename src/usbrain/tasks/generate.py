@@ -60,7 +60,7 @@ def generate(
                 sampler.timesteps,
                 gen,
                 progress=progress,
-                condition_scale=sampling.condition_scale,
+                condition_scale=sampling.generation_condition_scale,
             )
             mask = np.zeros(pipe.config.space.size, dtype=np.uint8)
         else:

@@ -1,13 +1,15 @@
 """Training the KL autoencoder on images and lesion masks (``usbrain train-ae``).
 
 Each step reconstructs a batch of images and the same subjects' masks (one autoencoder for
-both, as the authors do): L1 with lesion voxels up-weighted, plus β·KL. Validation reports image
+both, as the authors do): L1 with lesion voxels up-weighted, plus β·KL, and optionally SSIM on
+images and soft Dice on masks. Validation reports image
 PSNR/SSIM and the Dice of decoded, thresholded masks, split by lesion size (≥ 5 mL and smaller).
 """
 
 from __future__ import annotations
 
 import torch
+from monai.losses import DiceLoss
 from torch import nn
 from torch.utils.data import Dataset
 
@@ -29,6 +31,7 @@ class AutoencoderObjective(nn.Module):
         lesion_weight: float,
         clamped_l1: bool = False,
         ssim_weight: float = 0.0,
+        mask_dice_weight: float = 0.0,
     ) -> None:
         super().__init__()
         self.autoencoder = autoencoder
@@ -36,6 +39,8 @@ class AutoencoderObjective(nn.Module):
         self.lesion_weight = lesion_weight
         self.clamped_l1 = clamped_l1
         self.ssim_weight = ssim_weight
+        self.mask_dice_weight = mask_dice_weight
+        self.mask_dice = DiceLoss(batch=True)
 
     def forward(self, images: torch.Tensor, masks: torch.Tensor) -> dict[str, torch.Tensor]:
         x = torch.cat([images, masks])
@@ -57,6 +62,9 @@ class AutoencoderObjective(nn.Module):
             # Scored on the clamped output, as validation and every task use it.
             losses["ssim"] = ssim_loss(recon[:n].clamp(0, 1), images)
             loss = loss + self.ssim_weight * losses["ssim"]
+        if self.mask_dice_weight > 0:
+            losses["dice_mask"] = self.mask_dice(recon[n:].clamp(0, 1), masks)
+            loss = loss + self.mask_dice_weight * losses["dice_mask"]
         return {"loss": loss, **losses}
 
 
@@ -96,6 +104,7 @@ class AutoencoderJob:
             ae_cfg.lesion_weight,
             ae_cfg.clamped_l1,
             ae_cfg.ssim_weight,
+            ae_cfg.mask_dice_weight,
         )
         self.train_set = train_set
         self.val_set = val_set
@@ -137,12 +146,17 @@ def mid_slices(volumes: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def reconstruction_metrics(
-    model: nn.Module, dataset: Dataset, device: torch.device, voxel_ml: float
+    model: nn.Module,
+    dataset: Dataset,
+    device: torch.device,
+    voxel_ml: float,
+    prefix: str = "val/",
 ) -> dict[str, float]:
     """Mean image PSNR/SSIM and mask Dice (decode, threshold 0.5) over ``dataset``.
 
-    Dice is reported separately for lesions of ≥ 5 mL (``val/dice_large``) and smaller ones
-    (``val/dice_small``); healthy subjects (empty masks) are left out of both.
+    Dice is reported separately for lesions of ≥ 5 mL (``dice_large``) and smaller ones
+    (``dice_small``); healthy subjects (empty masks) are left out of both. Keys start with
+    ``prefix``.
     """
     model.eval()
     psnrs, ssims, large, small = [], [], [], []
@@ -162,12 +176,12 @@ def reconstruction_metrics(
         return sum(values) / len(values) if values else float("nan")
 
     return {
-        "val/psnr": mean(psnrs),
-        "val/ssim": mean(ssims),
-        "val/dice_large": mean(large),
-        "val/dice_small": mean(small),
-        "val/n_large": float(len(large)),
-        "val/n_small": float(len(small)),
+        f"{prefix}psnr": mean(psnrs),
+        f"{prefix}ssim": mean(ssims),
+        f"{prefix}dice_large": mean(large),
+        f"{prefix}dice_small": mean(small),
+        f"{prefix}n_large": float(len(large)),
+        f"{prefix}n_small": float(len(small)),
     }
 
 

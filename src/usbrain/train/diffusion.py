@@ -19,6 +19,7 @@ from usbrain.diffusion.paired import (
     brain_condition,
     lesion_condition,
 )
+from usbrain.diffusion.prediction import NoisePredictor
 from usbrain.diffusion.schedule import NoiseSchedule, antithetic_timesteps, q_sample, x0_from_eps
 from usbrain.models.autoencoder import Autoencoder
 from usbrain.models.denoiser import PairedDenoiser
@@ -56,8 +57,9 @@ class DiffusionJob:
             checkpointing=config.train_diffusion.activation_checkpointing,
             independent=config.diffusion.coupling is Coupling.NONE,
         )
+        d = config.diffusion
         self.objective = PairedObjective(
-            self.model, self.schedule, config.diffusion.condition_clip, config.diffusion.coupling
+            self.model, self.schedule, d.condition_clip, d.coupling, d.prediction
         )
         self.train = train
         self.val = val
@@ -100,10 +102,11 @@ class DiffusionJob:
         x_t = q_sample(self.schedule, x0, t, torch.randn(x0.shape, generator=generator).to(device))
         m_t = q_sample(self.schedule, m0, t, torch.randn(m0.shape, generator=generator).to(device))
         d = self.config.diffusion
-        eps_m = model.eps_lesion(m_t, t, x_t)
+        net = NoisePredictor(model, self.schedule, d.prediction)
+        eps_m = net.eps_lesion(m_t, t, x_t)
         m0_hat = lesion_condition(self.schedule, m_t, t, eps_m, d.condition_clip)
         condition = brain_condition(d.coupling, self.schedule, m_t, t, eps_m, d.condition_clip)
-        x0_hat = x0_from_eps(self.schedule, x_t, t, model.eps_brain(x_t, t, condition))
+        x0_hat = x0_from_eps(self.schedule, x_t, t, net.eps_brain(x_t, t, condition))
         decoded = ae.decode(torch.cat([x0, x0_hat, m0, m0_hat])).clamp(0, 1)
         return {"val/one_step_estimates": mid_slices(decoded)}
 
@@ -135,10 +138,11 @@ def validation_loss(
     config: Config,
     device: torch.device,
 ) -> dict[str, float]:
-    """Mean ε-MSE of both models over ``val`` at evenly spread timesteps, fixed noise."""
+    """Mean MSE of both models' outputs (ε or v) over ``val`` at evenly spread timesteps,
+    fixed noise."""
     model.eval()
     d = config.diffusion
-    objective = PairedObjective(model, schedule, d.condition_clip, d.coupling)
+    objective = PairedObjective(model, schedule, d.condition_clip, d.coupling, d.prediction)
     generator = torch.Generator().manual_seed(VALIDATION_SEED)
     steps = torch.linspace(0, schedule.num_timesteps - 1, VALIDATION_TIMESTEPS).long()
     total = {"loss_lesion": 0.0, "loss_brain": 0.0}

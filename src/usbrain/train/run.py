@@ -6,6 +6,7 @@ writes its outputs; only the main process writes.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -16,10 +17,10 @@ from usbrain.config import Config
 from usbrain.data.cache import PreparedDataset, read_space
 from usbrain.data.datasets import Split
 from usbrain.errors import ConfigError, InputError
-from usbrain.files import check_writable
+from usbrain.files import atomic_file, check_writable
 from usbrain.models.autoencoder import Autoencoder
 from usbrain.pipeline import Pipeline
-from usbrain.train.autoencoder import AutoencoderJob, latent_scale_factor
+from usbrain.train.autoencoder import AutoencoderJob, latent_scale_factor, reconstruction_metrics
 from usbrain.train.checkpoint import load_checkpoint, load_weights, save_checkpoint
 from usbrain.train.diffusion import DiffusionJob
 from usbrain.train.distributed import World
@@ -86,7 +87,24 @@ def train_autoencoder(
             ck.state,
             extra_meta={"scale_factor": scale},
         )
+        write_reconstruction_scores(ema, data, config, out / "reconstruction.json", world.device)
     return out / "checkpoint"
+
+
+def write_reconstruction_scores(
+    autoencoder: Autoencoder, data: Path, config: Config, path: Path, device: torch.device
+) -> dict[str, dict[str, float]]:
+    """Reconstruction PSNR/SSIM and mask Dice of ``autoencoder`` on every split of the cache
+    (validation alone may hold one or two large lesions), written to ``path`` as JSON."""
+    voxel_ml = config.space.spacing**3 / 1000.0
+    scores = {}
+    for split in Split:
+        dataset = PreparedDataset(data, split)
+        if len(dataset):
+            scores[split.value] = reconstruction_metrics(autoencoder, dataset, device, voxel_ml, "")
+    with atomic_file(path, overwrite=True) as tmp:
+        tmp.write_text(json.dumps(scores, indent=1))
+    return scores
 
 
 def load_autoencoder(checkpoint: Path) -> tuple[Config, Autoencoder]:
