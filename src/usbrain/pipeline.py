@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from usbrain import __version__
-from usbrain.config import Config, Coupling, load_config, save_config
+from usbrain.config import Config, load_config, save_config
 from usbrain.diffusion.schedule import NoiseSchedule
 from usbrain.errors import InputError
 from usbrain.files import atomic_dir
@@ -52,11 +52,7 @@ class Pipeline:
         return cls(
             config,
             Autoencoder(config.autoencoder),
-            PairedDenoiser(
-                config.unet,
-                config.autoencoder.latent_channels,
-                independent=d.coupling is Coupling.NONE,
-            ),
+            PairedDenoiser.from_config(config),
             NoiseSchedule.linear(d.timesteps, d.beta_start, d.beta_end),
         )
 

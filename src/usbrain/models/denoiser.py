@@ -20,7 +20,7 @@ from monai.networks.nets import DiffusionModelUNet
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from usbrain.config import UNetConfig
+from usbrain.config import Config, Coupling, UNetConfig
 
 
 def build_unet(config: UNetConfig, latent_channels: int) -> DiffusionModelUNet:
@@ -54,7 +54,7 @@ def checkpoint_blocks(unet: DiffusionModelUNet) -> None:
 class PairedDenoiser(nn.Module):
     """The lesion and brain U-Nets as one module (one checkpoint, one optimizer per model).
 
-    >>> from usbrain.config import UNetConfig
+    >>> from usbrain.config import Config, Coupling, UNetConfig
     >>> cfg = UNetConfig(channels=(8, 8), attention_levels=(False, False), num_head_channels=8,
     ...                  norm_num_groups=4)
     >>> model = PairedDenoiser(cfg, latent_channels=3)
@@ -79,6 +79,17 @@ class PairedDenoiser(nn.Module):
         if checkpointing:
             checkpoint_blocks(self.lesion)
             checkpoint_blocks(self.brain)
+
+    @classmethod
+    def from_config(cls, config: Config, checkpointing: bool = False) -> PairedDenoiser:
+        """The untrained pair that ``config`` describes (the independent ablation when its
+        coupling is ``none``)."""
+        return cls(
+            config.unet,
+            config.autoencoder.latent_channels,
+            checkpointing=checkpointing,
+            independent=config.diffusion.coupling is Coupling.NONE,
+        )
 
     def to_channels_last(self) -> PairedDenoiser:
         """Weights and inputs in channels-last-3d, the layout oneDNN's CPU 3D convolutions run

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from usbrain.config import Config, Coupling, TrainConfig
+from usbrain.config import Config, TrainConfig
 from usbrain.diffusion.paired import (
     PairedObjective,
     Stage,
@@ -51,11 +51,8 @@ class DiffusionJob:
         self.autoencoder = autoencoder  # only to show decoded estimates in TensorBoard
         self.schedule = make_schedule(config)
         torch.manual_seed(config.seed)  # the initial weights are part of what the seed fixes
-        self.model = PairedDenoiser(
-            config.unet,
-            config.autoencoder.latent_channels,
-            checkpointing=config.train_diffusion.activation_checkpointing,
-            independent=config.diffusion.coupling is Coupling.NONE,
+        self.model = PairedDenoiser.from_config(
+            config, checkpointing=config.train_diffusion.activation_checkpointing
         )
         d = config.diffusion
         self.objective = PairedObjective(
