@@ -45,9 +45,7 @@ def main() -> None:
 
     denoiser = PairedDenoiser(config.unet, c)
     d = config.diffusion
-    objective = PairedObjective(
-        denoiser, NoiseSchedule.linear(d.timesteps, d.beta_start, d.beta_end), d.condition_clip
-    )
+    objective = PairedObjective(denoiser, NoiseSchedule.from_config(d), d.condition_clip)
     params = sum(p.numel() for p in denoiser.brain.parameters()) / 1e6
     print(f"U-Net: {params:.1f} M parameters each")
     batch = {

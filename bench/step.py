@@ -83,7 +83,7 @@ def main() -> None:
         for p in denoiser.parameters():
             p.add_(torch.randn_like(p) * 0.02)
     d = config.diffusion
-    schedule = NoiseSchedule.linear(d.timesteps, d.beta_start, d.beta_end)
+    schedule = NoiseSchedule.from_config(d)
     sampler = DDIMSampler(schedule)
     sampler.set_timesteps(config.sampling.steps)
     t = sampler.timesteps[len(sampler.timesteps) // 2]

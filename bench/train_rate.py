@@ -32,7 +32,7 @@ def main() -> None:
     ae = Autoencoder(config.autoencoder).eval()
     denoiser = PairedDenoiser(config.unet, c)
     d = config.diffusion
-    schedule = NoiseSchedule.linear(d.timesteps, d.beta_start, d.beta_end)
+    schedule = NoiseSchedule.from_config(d)
     objective = PairedObjective(denoiser, schedule, d.condition_clip)
     optimizer = torch.optim.AdamW(denoiser.parameters(), lr=1e-4)
     images = torch.rand(b, 1, *config.space.size)

@@ -48,12 +48,11 @@ class Pipeline:
     @classmethod
     def build(cls, config: Config) -> Pipeline:
         """An untrained pipeline of ``config``'s architecture."""
-        d = config.diffusion
         return cls(
             config,
             Autoencoder(config.autoencoder),
             PairedDenoiser.from_config(config),
-            NoiseSchedule.linear(d.timesteps, d.beta_start, d.beta_end),
+            NoiseSchedule.from_config(config.diffusion),
         )
 
     def to(self, device: torch.device | str) -> Pipeline:

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import torch
 
+from usbrain.config import DiffusionConfig
+
 
 @dataclass(frozen=True)
 class NoiseSchedule:
@@ -32,6 +34,11 @@ class NoiseSchedule:
         """Betas linear from ``beta_start`` to ``beta_end`` over ``timesteps`` steps."""
         betas = torch.linspace(beta_start, beta_end, timesteps, dtype=torch.float64)
         return cls(betas, torch.cumprod(1.0 - betas, dim=0))
+
+    @classmethod
+    def from_config(cls, config: DiffusionConfig) -> NoiseSchedule:
+        """The linear schedule ``config`` describes (its timesteps and beta range)."""
+        return cls.linear(config.timesteps, config.beta_start, config.beta_end)
 
     @property
     def num_timesteps(self) -> int:

@@ -54,7 +54,7 @@ def checkpoint_blocks(unet: DiffusionModelUNet) -> None:
 class PairedDenoiser(nn.Module):
     """The lesion and brain U-Nets as one module (one checkpoint, one optimizer per model).
 
-    >>> from usbrain.config import Config, Coupling, UNetConfig
+    >>> from usbrain.config import UNetConfig
     >>> cfg = UNetConfig(channels=(8, 8), attention_levels=(False, False), num_head_channels=8,
     ...                  norm_num_groups=4)
     >>> model = PairedDenoiser(cfg, latent_channels=3)

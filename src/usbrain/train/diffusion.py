@@ -30,11 +30,6 @@ VALIDATION_SEED = 1234
 VALIDATION_TIMESTEPS = 8  # per validation sample, evenly spread over [0, T)
 
 
-def make_schedule(config: Config) -> NoiseSchedule:
-    d = config.diffusion
-    return NoiseSchedule.linear(d.timesteps, d.beta_start, d.beta_end)
-
-
 class DiffusionJob:
     """The paired denoisers as a :class:`~usbrain.train.loop.Job`."""
 
@@ -49,7 +44,7 @@ class DiffusionJob:
     ) -> None:
         self.config = config
         self.autoencoder = autoencoder  # only to show decoded estimates in TensorBoard
-        self.schedule = make_schedule(config)
+        self.schedule = NoiseSchedule.from_config(config.diffusion)
         torch.manual_seed(config.seed)  # the initial weights are part of what the seed fixes
         self.model = PairedDenoiser.from_config(
             config, checkpointing=config.train_diffusion.activation_checkpointing

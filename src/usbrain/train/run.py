@@ -93,7 +93,7 @@ def train_autoencoder(
 
 def write_reconstruction_scores(
     autoencoder: Autoencoder, data: Path, config: Config, path: Path, device: torch.device
-) -> dict[str, dict[str, float]]:
+) -> None:
     """Reconstruction PSNR/SSIM and mask Dice of ``autoencoder`` on every split of the cache
     (validation alone may hold one or two large lesions), written to ``path`` as JSON."""
     voxel_ml = config.space.spacing**3 / 1000.0
@@ -104,7 +104,6 @@ def write_reconstruction_scores(
             scores[split.value] = reconstruction_metrics(autoencoder, dataset, device, voxel_ml, "")
     with atomic_file(path, overwrite=True) as tmp:
         tmp.write_text(json.dumps(scores, indent=1))
-    return scores
 
 
 def load_autoencoder(checkpoint: Path) -> tuple[Config, Autoencoder]:
