@@ -319,7 +319,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         # their small ε error times 1 / sqrt(ab_T) ≈ 160 (relative error 780 at t = 1023 against
         # 0.08 for predicting the mean latent), and brains sampled from noise are not brains
         # (latent std 2–4× the data's). With v the same budget samples brain-like volumes
-        # (brain volume 1900 mL as the cohort's, latent std 1.02).
+        # (brain volume 1900 mL as the cohort's, latent std 1.02). These diagnostics came from a
+        # one-off script, not a repo command; `usbrain benchmark` shows the effect (FID).
         "diffusion": {"prediction": "v"},
         "train_diffusion": {
             "steps": 400,
@@ -337,7 +338,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         # PSNR outside 48 [30] dB; 3 is the smallest scale reaching ≤ 0.85 on validation. Heal
         # barely depends on it (MAE ratio 0.85–0.90 [0.62]). From pure noise guidance stays off
         # (generation_condition_scale): on an earlier v checkpoint, conditioned brains covered
-        # their lesion 0.85 (median) at scale 3 against 0.997 at 1.
+        # their lesion 0.85 (median) at scale 3 against 0.997 at 1 (a one-off script calling
+        # `usbrain.tasks.condition` on the test masks).
         "sampling": {
             "t_start_heal": 800,
             "t_start_lesion": 700,
