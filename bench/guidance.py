@@ -7,6 +7,10 @@ better), lesion intensity after/before (lower: a clearer lesion) and PSNR outsid
 lesion (higher: anatomy kept).
 
     python bench/guidance.py [--demo demo_out] [--variants default,no-acg,alpha0=5+t_start_heal=500]
+
+``--crop-context N`` edits every scan the way large (e.g. 160³) scans are edited: in a crop of
+N latent voxels of context around the lesion (``tasks.edit.edit_region``), to compare with the
+whole-volume edits of a run without it.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from usbrain.data.nifti import load_image, load_mask
 from usbrain.evaluate.summary import nan_median
 from usbrain.evaluate.tasks import heal_scores, lesion_scores
 from usbrain.pipeline import Pipeline
+from usbrain.tasks import common, edit
 from usbrain.tasks.heal import heal
 from usbrain.tasks.lesion import lesion
 
@@ -86,7 +91,11 @@ def main() -> None:
     parser.add_argument("--demo", type=Path, default=Path("demo_out"))
     parser.add_argument("--variants", default=None, help="comma-separated names (default all)")
     parser.add_argument("--split", default="test")
+    parser.add_argument("--crop-context", type=int, default=None, help="force crop edits")
     args = parser.parse_args()
+    if args.crop_context is not None:
+        common.LARGE_VOLUME_VOXELS = 0
+        edit.CROP_CONTEXT = args.crop_context
     cohort = args.demo / "cohort"
     with (cohort / "manifest.csv").open(newline="") as f:
         rows = [r for r in csv.DictReader(f) if r["split"] == args.split and r["kind"] != "healthy"]

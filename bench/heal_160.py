@@ -7,8 +7,10 @@ time and peak RSS per phase, the total and a one-line summary against the issue'
 The heal runs in a child process, so the peak RSS is its own (the parent only writes the inputs
 and, without --checkpoint, a paper-preset pipeline with random weights: the costs are those of
 the architecture, the output is noise). Volumes above ``tasks.common.LARGE_VOLUME_VOXELS`` are
-coded by windows and the edit decodes only the lesion's box; ``--large-above`` moves that
-threshold, so a small run can exercise the 160³ code path.
+edited in a crop around the lesion (``tasks.edit.edit_region``): only the crop is encoded,
+denoised and decoded; the empty mask's latent is the whole volume's, encoded by windows once per
+loaded pipeline. ``--large-above`` moves that threshold, so a small run can exercise the 160³
+code path.
 
     python bench/heal_160.py                                   # paper preset, 160³
     python bench/heal_160.py --preset tiny --size 64 --steps 5 --large-above 100000  # smoke
@@ -90,10 +92,10 @@ def timed_phases(phases: dict[str, float], peaks: dict[str, float]) -> None:
         ("read scan and mask", run, "load_image"),
         ("read scan and mask", run, "load_mask"),
         ("preprocess (model grid)", heal, "prepare_edit"),
-        ("encode scan", heal, "encode"),
-        ("encode empty mask", heal, "empty_mask_latent"),
+        ("encode (scan crop)", edit, "encode"),
+        ("encode empty mask", edit, "empty_mask_latent"),
         ("denoise (brain chain)", edit, "sample_brain"),
-        ("decode change", edit, "edit_delta"),
+        ("decode change", edit, "decode_edit"),
         ("write back (native grid)", edit, "write_back"),
         ("write result folder", run, "write_result"),
     ]
@@ -144,6 +146,7 @@ def run_child(args: argparse.Namespace) -> None:
                 "steps_taken": sidecar["steps_taken"],
                 "sampling": sidecar["parameters"],
                 "decoded_latent_box": sidecar.get("decoded_latent_box"),
+                "edited_latent_crop": sidecar.get("edited_latent_crop"),
                 "large": common.is_large(space.size),
                 "model_size": list(space.size),
             }
@@ -195,7 +198,9 @@ def print_report(args: argparse.Namespace, runs: list[dict]) -> None:
     if r["large"]:
         box = r["decoded_latent_box"]
         region = "×".join(str(b - a) for a, b in box) + " latent box" if box else "whole volume"
-        coding = f"tiled encoding, change decoded in a {region}"
+        crop = r["edited_latent_crop"]
+        edited = "×".join(str(b - a) for a, b in crop) + " latent crop" if crop else "whole volume"
+        coding = f"edited in a {edited}, change kept in a {region}"
     model = "×".join(map(str, r["model_size"]))
     weights = f"checkpoint {args.checkpoint}" if args.checkpoint else f"{args.preset} preset"
     print(

@@ -97,6 +97,11 @@ class UNetConfig:
     num_head_channels: int = 32
     norm_num_groups: int = 32
 
+    @property
+    def downsampling(self) -> int:
+        """What each latent axis must be divisible by: every level after the first halves it."""
+        return 2 ** (len(self.channels) - 1)
+
 
 class Coupling(StrEnum):
     """What each U-Net sees of the other chain. USB is ``estimate``; the others are the
@@ -232,7 +237,7 @@ class Config:
                     f"downsampling {down} (2 ** (len(autoencoder.channels) - 1))"
                 )
         latent = self.space.size[0] // down
-        unet_down = 2 ** (len(self.unet.channels) - 1)
+        unet_down = self.unet.downsampling
         if latent % unet_down:
             raise ConfigError(
                 f"unet.channels: {len(self.unet.channels)} levels halve the {latent}³ latent "

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -44,6 +44,8 @@ class Pipeline:
     # SHA-256 over the weight files it was loaded from ("" if built in memory): outputs record
     # it, so a result can be traced to the exact model that made it.
     weights_sha256: str = ""
+    # Latents the tasks compute from the weights alone (the empty mask's), kept for reuse.
+    cache: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
 
     @classmethod
     def build(cls, config: Config) -> Pipeline:
@@ -58,6 +60,7 @@ class Pipeline:
     def to(self, device: torch.device | str) -> Pipeline:
         self.autoencoder.to(device)
         self.denoiser.to(device)
+        self.cache.clear()  # computed on the old device
         return self
 
     def save_pretrained(self, path: str | Path, overwrite: bool = False, **meta) -> Path:

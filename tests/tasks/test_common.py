@@ -88,3 +88,21 @@ def test_mask_conditioned_tasks_refuse_an_ablation_checkpoint():
         pipe = Pipeline.build(micro_config(f"diffusion.coupling={coupling}"))
         with pytest.raises(InputError, match=f"heal needs .* coupling={coupling}"):
             common.require_mask_conditioning(pipe, "heal")
+
+
+def test_the_empty_mask_latent_is_encoded_once_per_pipeline_and_device(monkeypatch):
+    pipe = Pipeline.build(micro_config())
+    calls = []
+    encode = common.encode
+
+    def counted(pipe, volume):
+        calls.append(volume.shape)
+        return encode(pipe, volume)
+
+    monkeypatch.setattr(common, "encode", counted)
+    first = common.empty_mask_latent(pipe)
+    assert common.empty_mask_latent(pipe) is first and len(calls) == 1
+    assert torch.equal(first, encode(pipe, np.zeros(pipe.config.space.size, np.float32)))
+    pipe.to("cpu")  # moving the weights drops what was computed with them
+    common.empty_mask_latent(pipe)
+    assert len(calls) == 2

@@ -12,7 +12,14 @@ from usbrain.data.preprocess import preprocess, resample
 from usbrain.pipeline import Pipeline
 from usbrain.tasks import common, edit
 from usbrain.tasks.common import dilate
-from usbrain.tasks.edit import BLEND_DILATION, delta_in_box, grow, released_box, write_back
+from usbrain.tasks.edit import (
+    BLEND_DILATION,
+    crop_box,
+    decode_in_box,
+    grow,
+    released_box,
+    write_back,
+)
 from usbrain.tasks.heal import heal
 
 SPACE = ModelSpace(size=(16, 16, 16), spacing=6.0)
@@ -66,8 +73,8 @@ def test_released_box_is_the_soft_maps_support_grown_and_clipped():
 
 def _heal_large(monkeypatch, seed: int = 0):
     """Heal the lesioned phantom with a 32³ micro pipeline (16³ latents) counted as large;
-    returns the result, the geometry and what :func:`edit.delta_in_box` got and gave, with the
-    whole-volume change of the same latents."""
+    returns the result, the geometry and what :func:`edit.decode_in_box` got and gave (crop
+    latents), with the whole-crop change of the same latents and the shapes encoded."""
     torch.manual_seed(seed)
     pipe = Pipeline.build(micro_config("space.size=[32,32,32]", "space.spacing=3.0"))
     pipe.autoencoder.eval()
@@ -75,16 +82,27 @@ def _heal_large(monkeypatch, seed: int = 0):
     # 32³ counts as large; the decoded windows (up to 13 latent voxels a side here) do not.
     monkeypatch.setattr(common, "LARGE_VOLUME_VOXELS", 30**3)
     seen = {}
-    region_delta = edit.delta_in_box
+    region_decode = edit.decode_in_box
 
-    def spy(pipe, x_edit, x_src, box):
+    def spy(pipe, latents, box):
+        x_edit, x_src = latents
         seen.update(box=box, x_edit=x_edit, x_src=x_src, pipe=pipe)
         whole = pipe.autoencoder.decode(x_edit) - pipe.autoencoder.decode(x_src)
         seen["whole"] = whole[0, 0].numpy()
-        seen["region"] = region_delta(pipe, x_edit, x_src, box)
-        return seen["region"]
+        decoded = region_decode(pipe, latents, box)
+        seen["region"] = decoded[0] - decoded[1]
+        return decoded
 
-    monkeypatch.setattr(edit, "delta_in_box", spy)
+    monkeypatch.setattr(edit, "decode_in_box", spy)
+    seen["encoded"] = []
+    encode = edit.encode
+
+    def encode_spy(pipe, volume):
+        seen["encoded"].append(volume.shape)
+        return encode(pipe, volume)
+
+    monkeypatch.setattr(edit, "encode", encode_spy)
+    monkeypatch.setattr(common, "encode", encode_spy)  # empty_mask_latent's
     sick, mask = phantom_brain(), lesion_mask(**LESION)
     sick[mask > 0] = 300.0
     affine = np.diag([2.0, 2.0, 2.0, 1.0])
@@ -95,12 +113,21 @@ def _heal_large(monkeypatch, seed: int = 0):
 
 
 @pytest.mark.parametrize("seed", [0, 1])
-def test_large_edits_decode_the_lesion_box_only_and_keep_the_input_outside(monkeypatch, seed):
+def test_large_edits_run_in_a_crop_keep_the_lesion_box_only_and_the_input_outside(
+    monkeypatch, seed
+):
     result, g, seen = _heal_large(monkeypatch, seed)
-    box = seen["box"]
-    assert result.info["decoded_latent_box"] == [[b.start, b.stop] for b in box]
-    assert all(b.stop - b.start < 16 for b in box)  # less than the whole latent
-    inside = tuple(slice(2 * b.start, 2 * b.stop) for b in box)  # 2× downsampling
+    crop = [slice(*c) for c in result.info["edited_latent_crop"]]
+    # Of the scan only the crop is encoded, and it is smaller than the volume; the empty mask's
+    # latent is the whole volume's, encoded once per pipeline.
+    crop_shape = tuple(2 * (c.stop - c.start) for c in crop)  # 2× downsampling
+    assert seen["encoded"] == [crop_shape, (32, 32, 32)] and np.prod(crop_shape) < 32**3
+    box = seen["box"]  # in the crop's latent voxels
+    assert result.info["decoded_latent_box"] == [
+        [b.start + c.start, b.stop + c.start] for b, c in zip(box, crop, strict=True)
+    ]
+    assert all(b.stop - b.start < c.stop - c.start for b, c in zip(box, crop, strict=True))
+    inside = tuple(slice(2 * b.start, 2 * b.stop) for b in box)
     region, whole = seen["region"], seen["whole"]
     outside = np.ones(region.shape, bool)
     outside[inside] = False
@@ -112,8 +139,8 @@ def test_large_edits_decode_the_lesion_box_only_and_keep_the_input_outside(monke
     err = np.abs(region[inside] - whole[inside])
     assert err.max() < 0.4 * scale and err.mean() < 0.05 * scale
     # Native voxels that only see model voxels outside the box are the input's, exactly.
-    box_m = np.zeros(region.shape, np.float32)
-    box_m[inside] = 1.0
+    box_m = np.zeros((32, 32, 32), np.float32)
+    box_m[tuple(slice(2 * a, 2 * b) for a, b in result.info["decoded_latent_box"])] = 1.0
     far = resample(box_m, g.model, g.native, result.image.shape) == 0
     assert far.mean() > 0.5
     assert np.array_equal(result.image.data[far], result.source.data[far])
@@ -123,11 +150,35 @@ def test_large_edits_decode_the_lesion_box_only_and_keep_the_input_outside(monke
 def test_a_window_reaching_the_whole_latent_gives_the_whole_volume_change_in_the_box(monkeypatch):
     _, _, seen = _heal_large(monkeypatch)
     monkeypatch.setattr(edit, "DECODE_CONTEXT", 16)
-    region = delta_in_box(seen["pipe"], seen["x_edit"], seen["x_src"], seen["box"])
+    edited, source = decode_in_box(seen["pipe"], [seen["x_edit"], seen["x_src"]], seen["box"])
+    region = edited - source
     inside = tuple(slice(2 * b.start, 2 * b.stop) for b in seen["box"])
     np.testing.assert_allclose(region[inside], seen["whole"][inside], atol=1e-5)
     region[inside] = 0
     assert not region.any()
+
+
+def test_crop_box_grows_to_the_unet_multiple_inside_the_latent():
+    kept = (slice(5, 8), slice(0, 2), slice(10, 12))
+    assert crop_box(kept, (12, 12, 12), 4, 2) == (slice(2, 10), slice(0, 8), slice(4, 12))
+    assert crop_box(kept, (12, 12, 10), 4, 4) == (slice(0, 12), slice(0, 12), slice(0, 10))
+
+
+def test_edit_region_is_the_whole_volume_unless_large_and_smaller(monkeypatch):
+    pipe = Pipeline.build(micro_config("space.size=[32,32,32]", "space.spacing=3.0"))
+    guidance = pipe.config.sampling.guidance
+    lesion_m = np.zeros((32, 32, 32), np.uint8)
+    lesion_m[4:6, 20:22, 10:12] = 1
+    assert edit.edit_region(pipe, lesion_m, guidance) is None  # 32³ is not large
+    monkeypatch.setattr(common, "LARGE_VOLUME_VOXELS", 30**3)
+    crop = edit.edit_region(pipe, lesion_m, guidance)
+    assert crop is not None and all(c.stop - c.start < 16 for c in crop)
+    latent = tuple(slice(a // 2, -(-b // 2)) for a, b in ((4, 6), (20, 22), (10, 12)))
+    inner = zip(crop, latent, strict=True)
+    assert all(c.start <= la.start and la.stop <= c.stop for c, la in inner)
+    assert edit.edit_region(pipe, np.zeros_like(lesion_m), guidance) is None
+    lesion_m[:] = 1
+    assert edit.edit_region(pipe, lesion_m, guidance) is None  # the crop would be everything
 
 
 def test_lesion_mask_helper_is_inside_the_phantom():
@@ -139,3 +190,45 @@ def test_mni_centre_constant_matches_the_template():
     from usbrain.tasks.common import MNI_BRAIN_CENTRE_MM
 
     assert np.abs(load_template().centre - MNI_BRAIN_CENTRE_MM).max() < 0.5
+
+
+def test_fill_puts_the_decoded_edit_inside_the_lesion_instead_of_a_change(monkeypatch):
+    torch.manual_seed(0)
+    pipe = Pipeline.build(micro_config("space.size=[32,32,32]", "space.spacing=3.0"))
+    pipe.autoencoder.eval()
+    # An edit that changes nothing: the chain starts from and returns the source latent.
+    monkeypatch.setattr(edit, "q_sample", lambda schedule, x, t, noise: x)
+    monkeypatch.setattr(edit, "sample_brain", lambda net, sampler, cond, start, *a, **k: start)
+    sick, mask = phantom_brain(), lesion_mask(**LESION)
+    sick[mask > 0] = 300.0
+    affine = np.diag([2.0, 2.0, 2.0, 1.0])
+    image = Volume(sick, affine)
+    prepared = preprocess(image, pipe.config.space, Volume(mask, affine))
+    sampling = pipe.config.sampling
+
+    def run(fill: bool):
+        with torch.inference_mode():
+            return edit.edit(
+                pipe,
+                image,
+                prepared,
+                prepared.mask,
+                None,
+                50,
+                sampling,
+                common.generator(0),
+                fill=fill,
+            )
+
+    out, info = run(fill=False)
+    assert np.array_equal(out, image.data) and info["mean_abs_change_in_lesion_model"] == 0
+    out, info = run(fill=True)
+    # Inside the lesion the model-space output is the clamped reconstruction, not the input.
+    with torch.inference_mode():
+        recon = common.decode(pipe, common.encode(pipe, prepared.image)).clip(0, 1)
+    inside = prepared.mask > 0
+    expected = np.abs(recon - prepared.image)[inside].mean()
+    assert expected > 0.01
+    assert info["mean_abs_change_in_lesion_model"] == pytest.approx(expected, rel=1e-5)
+    assert info["mean_abs_change_outside_model"] == 0
+    assert not np.array_equal(out, image.data)

@@ -36,8 +36,8 @@ MNI_BRAIN_CENTRE_MM = np.array([0.0, -22.0, 9.5])
 # A mask with more of its voxels outside the brain than this is refused as misplaced.
 MAX_OUTSIDE_BRAIN = 0.5
 # Volumes of more voxels than this are "large": encoded and decoded by overlapping windows
-# (``Autoencoder.encode_tiled`` / ``decode_tiled``), and edits decode only the region they
-# change (``tasks.edit.delta_in_box``). Peak RSS of whole-volume encode + decode with the paper
+# (``Autoencoder.encode_tiled`` / ``decode_tiled``), and edits run in a crop around the lesion
+# (``tasks.edit.edit_region``). Peak RSS of whole-volume encode + decode with the paper
 # autoencoder grows with the voxel count: 0.99 GiB at 64³, 1.97 GiB at 96³, 7.33 GiB at 160³
 # (bench/memory.py's whole mode; about 0.6 + 1.65 GiB per million voxels), so past 2 M voxels
 # (128³ is 2.1 M) it would pass 4 GiB, the issue's memory goal for a 160³ heal on an 8 GiB CPU.
@@ -137,8 +137,11 @@ def decode(pipe: Pipeline, z: torch.Tensor) -> np.ndarray:
 
 
 def empty_mask_latent(pipe: Pipeline) -> torch.Tensor:
-    """The latent of the empty mask: the condition of healthy pairs in training."""
-    return encode(pipe, np.zeros(pipe.config.space.size, dtype=np.float32))
+    """The latent of the empty mask: the condition of healthy pairs in training. Encoded once
+    per pipeline (a 160³ encode costs seconds) and kept in its cache; do not modify it."""
+    if "empty_mask" not in pipe.cache:
+        pipe.cache["empty_mask"] = encode(pipe, np.zeros(pipe.config.space.size, np.float32))
+    return pipe.cache["empty_mask"]
 
 
 def model_grid_volume(data: np.ndarray, pipe: Pipeline) -> Volume:

@@ -17,8 +17,6 @@ from usbrain.pipeline import Pipeline
 from usbrain.tasks.common import (
     Result,
     check_inside_brain,
-    empty_mask_latent,
-    encode,
     generator,
     prepare_edit,
     require_mask_conditioning,
@@ -50,15 +48,15 @@ def heal(
         pipe,
         image,
         prepared,
-        encode(pipe, prepared.image),
         prepared.mask,
-        empty_mask_latent(pipe),
+        None,  # conditioned on the empty mask: healthy
         t_start,
         sampling,
         generator(seed),
         blend,
         progress,
         guidance_for,
+        fill=True,  # nothing of the lesion may survive inside its mask
     )
     info = {"seed": seed, "lesion_in_brain": inside, **info}
     return Result(Volume(out, image.affine, None, image.header), mask, image, info)

@@ -55,8 +55,9 @@ def lesion(
     if mask is not None:
         info["lesion_in_brain"] = check_inside_brain(image, mask)
     prepared = prepare_edit(pipe, image, mask)
-    x_src = encode(pipe, prepared.image)
+    x_src = None  # with a mask, the edit encodes only what it edits
     if mask is None:
+        x_src = encode(pipe, prepared.image)
         m0 = sample_lesion(
             denoiser_for(pipe, sampling), sampler_for(pipe, sampling), x_src, gen, progress
         )
@@ -76,15 +77,15 @@ def lesion(
         pipe,
         image,
         prepared,
-        x_src,
         lesion_m,
-        encode(pipe, lesion_m),
+        lesion_m,  # conditioned on the lesion it inserts
         t_start,
         sampling,
         gen,
         blend,
         progress,
         guidance_for,
+        x_src,
     )
     info.update(edit_info)
     return Result(Volume(out, image.affine, None, image.header), mask, image, info)
