@@ -48,6 +48,7 @@ def test_save_and_load_round_trip(tmp_path):
         (["space.size=[50,48,48]"], "space.size: 50 (axis 0) is not divisible"),
         (["unet.channels=[30,64,64]"], "unet.channels: [30] not divisible"),
         (["space.spacing=0"], "space.spacing: must be positive"),
+        (["autoencoder.whole_volume_steps=-1"], "autoencoder.whole_volume_steps: must be 0"),
         (["seed"], "expected key=value"),
     ],
 )

@@ -65,6 +65,10 @@ class AutoencoderConfig:
     # Training crops (voxels per axis; 0 = whole volume): the AE is fully convolutional, so it
     # learns from patches and still encodes whole volumes.
     train_patch: int = 0
+    # With train_patch: the last this many training steps (all, if it is more than
+    # train_autoencoder.steps) see whole volumes instead, so the GroupNorm statistics the model
+    # ends with are those of the whole volumes it codes.
+    whole_volume_steps: int = 0
     # Reconstructions are used clamped to [0, 1]: where the target sits on a bound (the zero
     # background, mask voxels), score the clamped output, so background only has to be ≤ 0.
     # SSIM punishes any residual background haze heavily (luminance term with C1 = 1e-4).
@@ -243,6 +247,8 @@ class Config:
                 f"unet.channels: {len(self.unet.channels)} levels halve the {latent}³ latent "
                 f"{len(self.unet.channels) - 1} times; {latent} is not divisible by {unet_down}"
             )
+        if self.autoencoder.whole_volume_steps < 0:
+            raise ConfigError("autoencoder.whole_volume_steps: must be 0 or more")
         if len(self.unet.attention_levels) != len(self.unet.channels):
             raise ConfigError("unet.attention_levels: needs one entry per unet.channels level")
         for name, channels in (("autoencoder", self.autoencoder), ("unet", self.unet)):
@@ -279,8 +285,13 @@ PRESETS: dict[str, dict[str, Any]] = {
         "space": {"size": (48, 48, 48), "spacing": 4.0},
         # (16, 32, 32) trains 3× faster than (32, 64, 64) on 2 cores, which is what fits the CPU
         # budget; fewer channels at full resolution, e.g. (8, 16, 32), are slower, not faster.
-        # Whole volumes, not patches: GroupNorm statistics depend on the field of view, and a
-        # model trained on 32³ crops decodes whole volumes ≈ 0.18 too bright.
+        # 32³ patches (a third of a 48³ volume's cost per step), then whole volumes for the
+        # last 120 steps: GroupNorm statistics depend on the field of view, and a model trained
+        # on crops only decodes whole volumes ≈ 0.18 too bright. `usbrain train-ae` on the demo
+        # cohort (SSIM / mask Dice ≥ 5 mL, train / val / test): whole volumes, 340 steps, 367 s:
+        # SSIM 0.896 / 0.895 / 0.887, Dice 0.83 / 0.87 / 0.77; 220 patch + 120 whole steps,
+        # 263 s: 0.900 / 0.900 / 0.893, 0.82 / 0.88 / 0.77; 320 + 120, 222 s on a quieter
+        # machine: 0.902 / 0.902 / 0.897, 0.82 / 0.90 / 0.79.
         # Measured at 250 steps (validation SSIM / PSNR): L1 only 0.801 / 23.0 dB; + SSIM term
         # 0.850; + 4 latent channels 0.857; + Adam betas (0.5, 0.9) 0.888 / 24.8 dB (300 steps:
         # 0.896 / 25.2 dB). KL weight 1e-8 instead of 1e-6 was worse (0.866), lr 3e-3 too (0.864).
@@ -289,7 +300,8 @@ PRESETS: dict[str, dict[str, Any]] = {
             "num_res_blocks": 1,
             "latent_channels": 4,
             "norm_num_groups": 8,
-            "train_patch": 0,
+            "train_patch": 32,
+            "whole_volume_steps": 120,
             "clamped_l1": True,
             "initial_log_variance": -8.0,
             "ssim_weight": 1.0,
@@ -308,7 +320,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         # The 10-minute budget is split toward the autoencoder, which limits every task (the
         # denoisers' validation loss is far below half its initial value after 400 steps).
         "train_autoencoder": {
-            "steps": 340,
+            "steps": 440,
             "batch_size": 1,
             "lr": 2e-3,
             # A shorter gradient memory than (0.9, 0.999) follows the fast-changing loss of a
@@ -341,11 +353,16 @@ PRESETS: dict[str, dict[str, Any]] = {
         # outside the lesion. Classifier-free guidance on the mask condition is what makes an
         # inserted lesion appear: intensity ratio 0.98 → 0.84 [0.87 → 0.20] from scale 1 to 3,
         # PSNR outside 48 [30] dB; 3 is the smallest scale reaching ≤ 0.85 on validation. Heal
-        # barely depends on it (MAE ratio 0.85–0.90 [0.62]). From pure noise guidance stays off
-        # (generation_condition_scale): on an earlier v checkpoint, conditioned brains covered
-        # their lesion 0.85 (median) at scale 3 against 0.997 at 1 (a one-off script calling
-        # `usbrain.tasks.condition` on the test masks).
+        # barely depended on it (MAE ratio 0.85–0.90 [0.62]); filling the lesion with the
+        # decoded edit rather than adding a change (`tasks.edit`'s fill) took it to 0.49 [0.55].
+        # Fewer DDIM steps make both edits stronger (heal MAE ratio / inserted-lesion intensity
+        # ratio / its PSNR outside, validation): 50 steps 0.49 / 0.84 / 48 dB, 30: 0.48 / 0.79 /
+        # 45, 20: 0.46 / 0.74 / 42, 10: 0.46 / 0.64 / 37; 20 are used. From pure noise guidance
+        # stays off (generation_condition_scale): on an earlier v checkpoint, conditioned brains
+        # covered their lesion 0.85 (median) at scale 3 against 0.997 at 1 (a one-off script
+        # calling `usbrain.tasks.condition` on the test masks).
         "sampling": {
+            "steps": 20,
             "t_start_heal": 800,
             "t_start_lesion": 700,
             "condition_scale": 3.0,

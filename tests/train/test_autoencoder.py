@@ -2,9 +2,10 @@ from __future__ import annotations
 
 import torch
 
+from tests.conftest import micro_config
 from usbrain.config import AutoencoderConfig
 from usbrain.models.autoencoder import Autoencoder
-from usbrain.train.autoencoder import AutoencoderObjective
+from usbrain.train.autoencoder import AutoencoderJob, AutoencoderObjective
 
 
 class Fixed(torch.nn.Module):
@@ -49,3 +50,29 @@ def test_mask_dice_term_is_soft_dice_of_the_clamped_mask_reconstruction():
     without = AutoencoderObjective(Fixed(recon), 0.0, 1.0)(image, mask)
     assert "dice_mask" not in without
     assert torch.isclose(losses["loss"], without["loss"] + 2.0 * losses["dice_mask"])
+
+
+class Volumes(torch.utils.data.Dataset):
+    """Two 16³ image/mask items."""
+
+    def __len__(self) -> int:
+        return 2
+
+    def __getitem__(self, i):
+        return {"image": torch.rand(1, 16, 16, 16), "mask": torch.zeros(1, 16, 16, 16)}
+
+
+def test_patches_until_the_last_whole_volume_steps():
+    config = micro_config(
+        "autoencoder.train_patch=8",
+        "autoencoder.whole_volume_steps=2",
+        "train_autoencoder.steps=5",
+    )
+    job = AutoencoderJob(config, Volumes(), Volumes())
+    shapes = []
+    for step in range(5):
+        job.begin_step(step)
+        batch = job.inputs([0, 1], torch.Generator().manual_seed(step), torch.device("cpu"))
+        shapes.append(tuple(batch["images"].shape[2:]))
+        assert batch["masks"].shape == batch["images"].shape
+    assert shapes == [(8, 8, 8)] * 3 + [(16, 16, 16)] * 2

@@ -110,18 +110,21 @@ class AutoencoderJob:
         self.val_set = val_set
         self.num_items = len(train_set)
         self.voxel_ml = config.space.spacing**3 / 1000.0
+        self.patch = config.autoencoder.train_patch
 
     def total_steps(self, train: TrainConfig) -> int:
         return train.steps
 
     def begin_step(self, step: int) -> None:
-        """Every step trains the whole autoencoder."""
+        """Patches (``train_patch``) until the last ``whole_volume_steps`` steps."""
+        ae_cfg, total = self.config.autoencoder, self.config.train_autoencoder.steps
+        self.patch = ae_cfg.train_patch if step < total - ae_cfg.whole_volume_steps else 0
 
     def inputs(
         self, indices: list[int], generator: torch.Generator, device: torch.device
     ) -> dict[str, torch.Tensor]:
         images, masks = _stack(self.train_set, indices)
-        images, masks = random_crop([images, masks], self.config.autoencoder.train_patch, generator)
+        images, masks = random_crop([images, masks], self.patch, generator)
         return {"images": images.to(device), "masks": masks.to(device)}
 
     @torch.no_grad()
