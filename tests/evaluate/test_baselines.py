@@ -86,3 +86,21 @@ def test_replace_outside_factory_frees_exactly_the_soft_map():
     src = torch.zeros(1, 2, 4, 4, 4)
     guide = replace_outside(EditState(GuidanceConfig(), s, src, soft, torch.zeros_like(src), 50))
     assert guide.keep.sum() == 63 and guide.keep[0, 0, 1, 1, 1] == 0
+
+
+def test_end_at_finishes_the_edit_at_the_given_latent_cropped_as_the_edit():
+    from usbrain.config import GuidanceConfig
+    from usbrain.evaluate.baselines import end_at
+    from usbrain.tasks.edit import EditState
+
+    s = NoiseSchedule.linear(100, 1e-4, 2e-2)
+    target = torch.arange(2 * 6 * 6 * 6, dtype=torch.float32).reshape(1, 2, 6, 6, 6)
+    src = torch.zeros(1, 2, 4, 4, 4)
+    crop = (slice(1, 5), slice(0, 4), slice(2, 6))
+    state = EditState(GuidanceConfig(), s, src, torch.zeros(1, 1, 4, 4, 4), src, 50, crop)
+    step = StepOutput(torch.randn_like(src), torch.randn_like(src))
+    final = end_at(target)(state)(step, t=5, t_prev=-1)
+    torch.testing.assert_close(final.prev_sample, target[..., 1:5, 0:4, 2:6])
+    whole = EditState(GuidanceConfig(), s, target, torch.zeros(1, 1, 6, 6, 6), target, 50)
+    final = end_at(target)(whole)(StepOutput(target + 1, target + 1), t=5, t_prev=-1)
+    torch.testing.assert_close(final.prev_sample, target)

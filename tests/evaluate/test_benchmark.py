@@ -45,7 +45,8 @@ def test_benchmark_scores_every_method_and_the_report_matches_results(setup, tmp
     ]
     assert main([str(a) for a in args]) == 0
     results = json.loads((out / "results.json").read_text())
-    assert set(results["heal"]) == {"usb", "sdedit", "inpaint", "wm-fill", "mirror-fill"}
+    methods = {"usb", "sdedit", "inpaint", "wm-fill", "mirror-fill", "floor: true latent"}
+    assert set(results["heal"]) == methods
     assert set(results["lesion"]) == {"usb", "sdedit-acg", "paste", "intensity-model"}
     assert results["setup"]["cases"] and len(results["setup"]["weights_sha256"]) == 64
     report = (out / "report.md").read_text()

@@ -5,7 +5,9 @@ Heal (remove a lesion):
 - :func:`fill_mirror`: the lesion filled from the contralateral hemisphere (mirrored across the
   mid-sagittal plane x = 0 of MNI space, where the built-in cohort and ATLAS scans live);
 - SDEdit and hard-mask latent inpainting: the same model and edit as ``heal`` with the guidance
-  replaced (:func:`sdedit_config`, :class:`ReplaceOutside`).
+  replaced (:func:`sdedit_config`, :class:`ReplaceOutside`);
+- and a floor rather than a baseline: ``heal`` ending at the healthy scan's own latent
+  (:func:`end_at`), what a perfect denoiser would score with this autoencoder and model grid.
 
 Lesion insertion:
 - :func:`paste_lesion_intensities`: a real lesion's intensities (relative to its scan's white
@@ -113,6 +115,19 @@ def replace_outside(state: EditState) -> ReplaceOutside:
     """Hard-mask inpainting for an edit: the lesion region is where its soft map is nonzero."""
     keep = (state.soft_map <= 0).to(state.x_src.dtype)
     return ReplaceOutside(state.schedule, state.x_src, keep, state.noise)
+
+
+def end_at(latent: torch.Tensor):
+    """Guidance for an edit that ends at ``latent`` (1, C, d, h, w, of the whole scan): after
+    every step the edit's latent is replaced by it (cropped as the edit is), noised to the next
+    step's level, and the last by ``latent`` itself."""
+
+    def build(state: EditState) -> ReplaceOutside:
+        target = latent[(..., *state.crop)] if state.crop else latent
+        keep = torch.ones_like(state.soft_map)
+        return ReplaceOutside(state.schedule, target, keep, state.noise)
+
+    return build
 
 
 class ReplaceOutside:

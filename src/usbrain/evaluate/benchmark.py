@@ -9,7 +9,8 @@ insertion methods start from ``healthy_image`` + ``mask`` and are scored against
 Methods (:mod:`usbrain.evaluate.baselines`), each run through the same loading and scoring:
 
 - heal: ``usb`` (ACG + LCG), ``sdedit`` (same model, no guidance), ``inpaint`` (hard-mask latent
-  replacement), ``wm-fill``, ``mirror-fill``;
+  replacement), ``wm-fill``, ``mirror-fill``, and ``floor: true latent`` (``heal`` ending at the
+  healthy scan's own latent: the best a denoiser can do through this autoencoder and grid);
 - lesion: ``usb``, ``sdedit-acg`` (ACG, no LCG), ``paste`` (another test subject's lesion
   intensities), ``intensity-model`` (the cohort's own lesion model).
 
@@ -35,11 +36,12 @@ import torch
 from usbrain.config import ModelSpace
 from usbrain.data.datasets import read_manifest
 from usbrain.data.nifti import Volume, load_image, load_mask
-from usbrain.data.preprocess import preprocess
+from usbrain.data.preprocess import VolumeKind, preprocess, to_model
 from usbrain.data.pseudo import sample_lesion_ratio
 from usbrain.errors import InputError
 from usbrain.evaluate.baselines import (
     ablation_configs,
+    end_at,
     fill_mirror,
     fill_white_matter,
     intensity_model_lesion,
@@ -64,6 +66,7 @@ from usbrain.evaluate.segmenter import (
 from usbrain.evaluate.summary import nan_median
 from usbrain.evaluate.tasks import OUTSIDE_DILATION, heal_scores, lesion_scores
 from usbrain.pipeline import Pipeline
+from usbrain.tasks.common import encode, prepare_edit
 from usbrain.tasks.heal import heal
 from usbrain.tasks.lesion import lesion
 
@@ -248,6 +251,12 @@ def _usb_variants(pipe: Pipeline, edit, source: str, seed: int, ablations: bool)
 
 def heal_methods(pipe: Pipeline, seed: int, ablations: bool = False) -> dict[str, Method]:
     s = pipe.config.sampling
+
+    def floor(c: Case, _: int) -> np.ndarray:
+        geometry = prepare_edit(pipe, c.sick, c.mask).geometry
+        healthy = encode(pipe, to_model(c.healthy, geometry, VolumeKind.IMAGE))
+        return heal(pipe, c.sick, c.mask, s, seed, guidance_for=end_at(healthy)).image.data
+
     return {
         **_usb_variants(pipe, heal, "sick", seed, ablations),
         "sdedit": lambda c, _: heal(pipe, c.sick, c.mask, sdedit_config(s), seed).image.data,
@@ -256,6 +265,7 @@ def heal_methods(pipe: Pipeline, seed: int, ablations: bool = False) -> dict[str
         ),
         "wm-fill": lambda c, _: fill_white_matter(c.sick.data, c.mask.data),
         "mirror-fill": lambda c, _: fill_mirror(c.sick.data, c.mask.data, c.sick.affine),
+        "floor: true latent": floor,
     }
 
 

@@ -75,7 +75,8 @@ Box = tuple[slice, slice, slice]
 class EditState:
     """What per-step guidance of one edit may use: the guidance config, the schedule, the source
     latent ``x_src`` (1, C, d, h, w), the ``soft_map`` (1, 1, d, h, w) of the lesion, the start
-    ``noise`` and the ``horizon`` (the edit's first timestep)."""
+    ``noise``, the ``horizon`` (the edit's first timestep) and the ``crop`` of the whole latent
+    the edit runs in (None: all of it; see :func:`edit_region`)."""
 
     config: GuidanceConfig
     schedule: NoiseSchedule
@@ -83,6 +84,7 @@ class EditState:
     soft_map: torch.Tensor
     noise: torch.Tensor
     horizon: int
+    crop: Box | None = None
 
 
 def consistency_guidance(state: EditState) -> ConsistencyGuidance | None:
@@ -260,7 +262,7 @@ def edit(
         tuple(x_src.shape[2:]),
         lambda: (encode(pipe, lesion_c), empty),
     )
-    state = EditState(cfg, pipe.schedule, x_src, soft, noise, horizon=timesteps[0])
+    state = EditState(cfg, pipe.schedule, x_src, soft, noise, timesteps[0], crop)
     x_edit = sample_brain(
         denoiser_for(pipe, sampling),
         sampler,
