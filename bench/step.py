@@ -8,7 +8,9 @@ both timesteps, ``model.eval()``, moving tensors), runs under ``torch.no_grad`` 
 runs under ``torch.inference_mode``, with the schedule precomputed, in fp32 or under bf16
 autocast (``AutocastDenoiser``).
 
-    python bench/step.py [--preset tiny|paper] [--repeats 5]
+    python bench/step.py [--preset tiny|paper] [--repeats 5] [--device cuda]
+
+On a GPU (``--device cuda``) fp16 autocast is timed too, and each timing waits for the device.
 """
 
 from __future__ import annotations
@@ -59,12 +61,18 @@ def our_step(denoiser, sampler, x_t, m_t, t: int, clip):
         return sampler.step(eps_x, t, x_t).prev_sample, sampler.step(eps_m, t, m_t).prev_sample
 
 
-def timed(fn, repeats: int) -> tuple[float, float, object]:
-    fn()  # warm-up
+def timed(fn, repeats: int, device: torch.device) -> tuple[float, float, object]:
+    def run():
+        out = fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        return out
+
+    run()  # warm-up
     times, out = [], None
     for _ in range(repeats):
         start = time.perf_counter()
-        out = fn()
+        out = run()
         times.append(time.perf_counter() - start)
     return statistics.median(times), (max(times) - min(times)) / 2, out
 
@@ -74,11 +82,13 @@ def main() -> None:
     parser.add_argument("--preset", default="tiny", choices=["tiny", "paper"])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--compile", action="store_true", help="also time torch.compile")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
     args = parser.parse_args()
+    device = torch.device(args.device)
     config = load_config(args.preset)
     torch.manual_seed(0)
     c = config.autoencoder.latent_channels
-    denoiser = PairedDenoiser(config.unet, c).eval()
+    denoiser = PairedDenoiser(config.unet, c).eval().to(device)
     with torch.no_grad():  # non-trivial weights (MONAI zero-initialises the output layers)
         for p in denoiser.parameters():
             p.add_(torch.randn_like(p) * 0.02)
@@ -90,11 +100,12 @@ def main() -> None:
     t_next = sampler.previous_timestep(t)
     g = torch.Generator().manual_seed(0)
     shape = (1, c, *config.latent_size)
-    x_t, m_t = torch.randn(shape, generator=g), torch.randn(shape, generator=g)
+    x_t, m_t = (torch.randn(shape, generator=g).to(device) for _ in range(2))
     clip = d.condition_clip
     print(
         f"{args.preset} preset: latents {shape[1:]}, U-Nets {config.unet.channels}, "
-        f"t = {t} → {t_next}, {torch.get_num_threads()} threads, {args.repeats} repeats"
+        f"t = {t} → {t_next}, {device.type} ({torch.get_num_threads()} CPU threads), "
+        f"{args.repeats} repeats"
     )
     ref_t, ref_s, ref_out = timed(
         lambda: reference_step(
@@ -108,6 +119,7 @@ def main() -> None:
             clip,
         ),
         args.repeats,
+        device,
     )
     rows = [("reference loop (fp32)", ref_t, ref_s, 0.0)]
     channels_last = copy.deepcopy(denoiser).to_channels_last()
@@ -116,6 +128,8 @@ def main() -> None:
         ("usbrain (fp32, channels-last)", channels_last),
         ("usbrain (bf16 autocast)", AutocastDenoiser(denoiser, torch.bfloat16)),
     ]
+    if device.type == "cuda":
+        variants.append(("usbrain (fp16 autocast)", AutocastDenoiser(denoiser, torch.float16)))
     if args.compile:
         start = time.perf_counter()
         compiled = CompiledDenoiser(copy.deepcopy(channels_last))
@@ -124,7 +138,7 @@ def main() -> None:
         variants.append(("usbrain (fp32, channels-last, compiled)", compiled))
     for label, net in variants:
         sec, spread, out = timed(
-            lambda net=net: our_step(net, sampler, x_t, m_t, t, clip), args.repeats
+            lambda net=net: our_step(net, sampler, x_t, m_t, t, clip), args.repeats, device
         )
         diff = max(float((a - b).abs().max()) for a, b in zip(out, ref_out, strict=True))
         rows.append((label, sec, spread, diff))
