@@ -232,3 +232,32 @@ def test_fill_puts_the_decoded_edit_inside_the_lesion_instead_of_a_change(monkey
     assert info["mean_abs_change_in_lesion_model"] == pytest.approx(expected, rel=1e-5)
     assert info["mean_abs_change_outside_model"] == 0
     assert not np.array_equal(out, image.data)
+
+
+@pytest.mark.parametrize("propose", [False, True])
+def test_large_lesion_insertion_runs_in_a_crop_with_a_mask_or_a_proposal(monkeypatch, propose):
+    from usbrain.tasks import lesion as lesion_task
+
+    torch.manual_seed(0)
+    pipe = Pipeline.build(micro_config("space.size=[32,32,32]", "space.spacing=3.0"))
+    pipe.autoencoder.eval()
+    monkeypatch.setattr(common, "LARGE_VOLUME_VOXELS", 30**3)
+    affine = np.diag([2.0, 2.0, 2.0, 1.0])
+    image, mask = Volume(phantom_brain(), affine), Volume(lesion_mask(**LESION), affine)
+    if propose:  # a fixed small proposal, so the test does not depend on the random lesion chain
+        proposal = np.zeros((32, 32, 32), np.float32)
+        proposal[14:18, 14:18, 14:18] = 1.0
+        monkeypatch.setattr(lesion_task, "decode", lambda pipe, z: proposal)
+    with torch.inference_mode():
+        result = lesion_task.lesion(
+            pipe, image, None if propose else mask, pipe.config.sampling, seed=0
+        )
+    crop = result.info["edited_latent_crop"]
+    assert all(b - a < 16 for a, b in crop)
+    box = np.zeros((32, 32, 32), np.float32)
+    box[tuple(slice(2 * a, 2 * b) for a, b in result.info["decoded_latent_box"])] = 1.0
+    g = preprocess(image, pipe.config.space).geometry
+    far = resample(box, g.model, g.native, image.shape) == 0
+    assert far.mean() > 0.5
+    assert np.array_equal(result.image.data[far], image.data[far])
+    assert not np.array_equal(result.image.data, image.data)
