@@ -14,6 +14,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from usbrain.config import Config, TrainConfig
+from usbrain.evaluate.lesions import voxel_ml
 from usbrain.evaluate.metrics import dice, psnr, ssim
 from usbrain.models.autoencoder import Autoencoder, kl_divergence
 from usbrain.train.losses import ssim_loss
@@ -109,7 +110,7 @@ class AutoencoderJob:
         self.train_set = train_set
         self.val_set = val_set
         self.num_items = len(train_set)
-        self.voxel_ml = config.space.spacing**3 / 1000.0
+        self.voxel_ml = voxel_ml(config.space.spacing)
         self.patch = config.autoencoder.train_patch
 
     def total_steps(self, train: TrainConfig) -> int:

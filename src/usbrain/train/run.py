@@ -17,6 +17,7 @@ from usbrain.config import Config
 from usbrain.data.cache import PreparedDataset, read_space
 from usbrain.data.datasets import Split
 from usbrain.errors import ConfigError, InputError
+from usbrain.evaluate.lesions import voxel_ml
 from usbrain.files import atomic_file, check_writable
 from usbrain.models.autoencoder import Autoencoder
 from usbrain.pipeline import Pipeline
@@ -96,12 +97,12 @@ def write_reconstruction_scores(
 ) -> None:
     """Reconstruction PSNR/SSIM and mask Dice of ``autoencoder`` on every split of the cache
     (validation alone may hold one or two large lesions), written to ``path`` as JSON."""
-    voxel_ml = config.space.spacing**3 / 1000.0
+    ml = voxel_ml(config.space.spacing)
     scores = {}
     for split in Split:
         dataset = PreparedDataset(data, split)
         if len(dataset):
-            scores[split.value] = reconstruction_metrics(autoencoder, dataset, device, voxel_ml, "")
+            scores[split.value] = reconstruction_metrics(autoencoder, dataset, device, ml, "")
     with atomic_file(path, overwrite=True) as tmp:
         tmp.write_text(json.dumps(scores, indent=1))
 
