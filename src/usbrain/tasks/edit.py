@@ -243,12 +243,10 @@ def edit(
     f = pipe.config.autoencoder.downsampling
     crop = edit_region(pipe, lesion_m, cfg)
     model_crop = scaled(crop, f) if crop else (slice(None),) * 3
+    latent_crop = (..., *crop) if crop else (...,)  # indexes whole-scan latents (1, C, d, h, w)
     image_c, lesion_c = prepared.image[model_crop], lesion_m[model_crop]
-    if x_src is None:
-        x_src = encode(pipe, image_c)
-    elif crop:
-        x_src = x_src[(..., *crop)]
-    empty = empty_mask_latent(pipe)[(..., *crop)] if crop else empty_mask_latent(pipe)
+    x_src = encode(pipe, image_c) if x_src is None else x_src[latent_crop]
+    empty = empty_mask_latent(pipe)[latent_crop]
     condition = empty if condition_m is None else encode(pipe, condition_m[model_crop])
 
     device = device_of(pipe)
