@@ -61,11 +61,11 @@ DECODE_CONTEXT = 2
 # before rounding up to the U-Net's multiple. At the paper's 8× downsampling a 10 mm lesion keeps
 # a 6³ box and gets an 8³ crop (64³ voxels, 6% of 160³; 2 voxels would give 12³, 22%): the
 # whole heal takes 49 s instead of 215 s (bench/heal_160.py). What the U-Nets lose, measured
-# by forcing crops on the tiny checkpoint (`bench/guidance.py --crop-context 1`, 8–12 voxel crops
-# of 12³ latents; medians, whole-volume edits in brackets): heal MAE ratio 0.64 [0.62] on the
-# 4 test subjects, 0.70 [0.90] on the 3 validation ones; lesion intensity ratio 0.26 [0.20],
-# 0.98 [0.84]; PSNR outside ≥ 30 dB in all. Heal is unchanged within the subjects' spread;
-# insertion is a little weaker.
+# by forcing crops on the tiny `make demo` checkpoint (`bench/guidance.py [--crop-context 1]`,
+# 8–12 voxel crops of 12³ latents; medians, whole-volume edits in brackets): heal MAE ratio
+# 0.52 [0.57] on the 4 test subjects, 0.41 [0.47] on the 3 validation ones; inserted-lesion
+# intensity ratio 0.40 [0.35], 0.96 [0.60]; PSNR outside ≥ 30 dB in all. Heal does not suffer;
+# insertion is weaker, most on validation.
 CROP_CONTEXT = 1
 
 Box = tuple[slice, slice, slice]
