@@ -8,9 +8,11 @@ both timesteps, ``model.eval()``, moving tensors), runs under ``torch.no_grad`` 
 runs under ``torch.inference_mode``, with the schedule precomputed, in fp32 or under bf16
 autocast (``AutocastDenoiser``).
 
-    python bench/step.py [--preset tiny|paper] [--repeats 5] [--device cuda]
+    python bench/step.py [--preset tiny|paper] [--repeats 5] [--device cuda] [--compile]
 
-On a GPU (``--device cuda``) fp16 autocast is timed too, and each timing waits for the device.
+On a GPU (``--device cuda``) fp16 autocast is timed too, and each timing waits for the device;
+with ``--compile`` also compiled under fp16 autocast and compiled with CUDA graphs (the paper
+preset's step is launch-bound on an H100: graphs gave 2.7×).
 """
 
 from __future__ import annotations
@@ -53,7 +55,7 @@ def reference_step(lesion, brain, x_t, m_t, t, t_next, betas, clip):
 
 def our_step(denoiser, sampler, x_t, m_t, t: int, clip):
     with torch.inference_mode():
-        tt = torch.full((x_t.shape[0],), t, dtype=torch.long)
+        tt = torch.full((x_t.shape[0],), t, dtype=torch.long, device=x_t.device)
         # ε-predicting U-Nets, as in the reference loop: their raw outputs are ε̂
         eps_m = denoiser.predict_lesion(m_t, tt, x_t)
         m0_hat = lesion_condition(sampler.schedule, m_t, tt, eps_m, clip)
@@ -107,8 +109,9 @@ def main() -> None:
         f"t = {t} → {t_next}, {device.type} ({torch.get_num_threads()} CPU threads), "
         f"{args.repeats} repeats"
     )
-    ref_t, ref_s, ref_out = timed(
-        lambda: reference_step(
+
+    def reference() -> tuple[torch.Tensor, torch.Tensor]:
+        return reference_step(
             denoiser.lesion,
             denoiser.brain,
             x_t,
@@ -117,34 +120,58 @@ def main() -> None:
             torch.tensor([float(t_next)]),
             schedule.betas.float(),
             clip,
-        ),
-        args.repeats,
-        device,
-    )
+        )
+
+    ref_t, ref_s, ref_out = timed(reference, args.repeats, device)
     rows = [("reference loop (fp32)", ref_t, ref_s, 0.0)]
     channels_last = copy.deepcopy(denoiser).to_channels_last()
-    variants = [
-        ("usbrain (fp32)", denoiser),
-        ("usbrain (fp32, channels-last)", channels_last),
-        ("usbrain (bf16 autocast)", AutocastDenoiser(denoiser, torch.bfloat16)),
+    # (label, denoiser, the precision its outputs are compared in: the reference runs under the
+    # same autocast for that comparison, untimed)
+    variants: list[tuple[str, object, torch.dtype | None]] = [
+        ("usbrain (fp32)", denoiser, None),
+        ("usbrain (fp32, channels-last)", channels_last, None),
+        ("usbrain (bf16 autocast)", AutocastDenoiser(denoiser, torch.bfloat16), torch.bfloat16),
     ]
     if device.type == "cuda":
-        variants.append(("usbrain (fp16 autocast)", AutocastDenoiser(denoiser, torch.float16)))
+        fp16 = AutocastDenoiser(denoiser, torch.float16)
+        variants.append(("usbrain (fp16 autocast)", fp16, torch.float16))
     if args.compile:
         start = time.perf_counter()
         compiled = CompiledDenoiser(copy.deepcopy(channels_last))
         our_step(compiled, sampler, x_t, m_t, t, clip)
         print(f"torch.compile: {time.perf_counter() - start:.0f} s to compile (once per process)")
-        variants.append(("usbrain (fp32, channels-last, compiled)", compiled))
-    for label, net in variants:
+        variants.append(("usbrain (fp32, channels-last, compiled)", compiled, None))
+        if device.type == "cuda":
+            start = time.perf_counter()
+            compiled16 = AutocastDenoiser(
+                CompiledDenoiser(copy.deepcopy(channels_last)), torch.float16
+            )
+            our_step(compiled16, sampler, x_t, m_t, t, clip)
+            print(f"torch.compile under fp16 autocast: {time.perf_counter() - start:.0f} s")
+            variants.append(("usbrain (fp16, channels-last, compiled)", compiled16, torch.float16))
+            start = time.perf_counter()
+            graphs = CompiledDenoiser(copy.deepcopy(channels_last), cuda_graphs=True)
+            try:  # a graph capture can fail where plain compilation works: report, go on
+                our_step(graphs, sampler, x_t, m_t, t, clip)
+                variants.append(("usbrain (fp32, compiled, CUDA graphs)", graphs, None))
+                print(f"torch.compile with CUDA graphs: {time.perf_counter() - start:.0f} s")
+            except Exception as error:
+                print(f"torch.compile with CUDA graphs failed: {error!r:.300}")
+    for label, net, dtype in variants:
         sec, spread, out = timed(
             lambda net=net: our_step(net, sampler, x_t, m_t, t, clip), args.repeats, device
         )
-        diff = max(float((a - b).abs().max()) for a, b in zip(out, ref_out, strict=True))
+        expected = ref_out
+        if dtype is not None:
+            with torch.autocast(device.type, dtype=dtype):
+                expected = reference()
+        diff = max(float((a - b.float()).abs().max()) for a, b in zip(out, expected, strict=True))
         rows.append((label, sec, spread, diff))
-    print(f"{'':<26}{'median s':>10}{'± s':>8}{'speed-up':>10}{'max |Δ| vs ref':>16}")
+    scale = max(float(a.abs().max()) for a in ref_out)
+    print(f"outputs: max |value| {scale:.2f}; Δ is against the reference in the same precision")
+    print(f"{'':<40}{'median s':>10}{'± s':>8}{'speed-up':>10}{'max |Δ| vs ref':>16}")
     for label, sec, spread, diff in rows:
-        print(f"{label:<26}{sec:10.3f}{spread:8.3f}{ref_t / sec:9.2f}×{diff:16.2e}")
+        print(f"{label:<40}{sec:10.3f}{spread:8.3f}{ref_t / sec:9.2f}×{diff:16.2e}")
     best = min(rows[1:], key=lambda r: r[1])
     print(f"summary: {best[0]} is {ref_t / best[1]:.2f}× the reference loop per paired step")
 
