@@ -172,6 +172,11 @@ class GuidanceConfig:
     lesion_scale: float = 1.0  # s: how fully anatomy is released inside the lesion
     kernel: int = 5  # AvgPool3d kernel (model-space voxels)
     dilation: int = 1  # mask dilation (model-space voxels) before pooling
+    # Heal may release this many model-space voxels more: its pathological input carries the
+    # lesion into the latent voxels around it (each one codes a block of the volume), which a
+    # healthy input being given a lesion does not. Off in both presets (the tiny preset's
+    # comment has the measurement).
+    heal_extra_dilation: int = 0
     pull_target: PullTarget = PullTarget.CLEAN
     lesion_map: LesionMap = LesionMap.POOLED
 
@@ -196,6 +201,11 @@ class SamplingConfig:
     # edit starts from the input's anatomy; from noise a strong scale pulls the whole brain,
     # not just the lesion, away from the data.
     generation_condition_scale: float = 1.0
+    # torch.compile the U-Nets, replayed as CUDA graphs on a GPU, where a paper-scale step is
+    # bound by kernel launches (bench/step.py on an H100: 2.7× per step). Compiling costs about
+    # 30 s once per process and again for new latent shapes (crops around different lesions),
+    # so it pays over many steps or same-sized scans, not for one edit.
+    compile: bool = False
     guidance: GuidanceConfig = field(default_factory=GuidanceConfig)
 
 
@@ -365,6 +375,12 @@ PRESETS: dict[str, dict[str, Any]] = {
         # stays off (generation_condition_scale): on an earlier v checkpoint, conditioned brains
         # covered their lesion 0.85 (median) at scale 3 against 0.997 at 1 (a one-off script
         # calling `usbrain.tasks.condition` on the test masks).
+        # Releasing one voxel more for heal only (guidance.heal_extra_dilation=1), on the 7
+        # held-out subjects: it helped the deep white-matter lesions (in-lesion MAE ratio 0.86 →
+        # 0.80, 0.66 → 0.59, 0.50 → 0.41) and hurt three of four cortical strokes (0.55 → 0.69,
+        # 0.59 → 0.66, 0.41 → 0.43; the fourth 0.47 → 0.38). Medians 0.465 → 0.427 (validation),
+        # 0.517 → 0.455 (the 13 training subjects), 0.573 → 0.622 (test), PSNR outside 45 → 38
+        # dB. With no consistent gain it stays off (bench/guidance.py --split val|train|test).
         "sampling": {
             "steps": 20,
             "t_start_heal": 800,

@@ -9,6 +9,7 @@ scale).
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
 from usbrain.config import SamplingConfig
 from usbrain.data.nifti import Volume
@@ -44,6 +45,8 @@ def heal(
     inside = check_inside_brain(image, mask)
     prepared = prepare_edit(pipe, image, mask)
     t_start = sampling.t_start_heal if t_start is None else t_start
+    g = sampling.guidance
+    sampling = replace(sampling, guidance=replace(g, dilation=g.dilation + g.heal_extra_dilation))
     out, info = edit(
         pipe,
         image,
