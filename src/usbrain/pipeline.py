@@ -25,7 +25,7 @@ from usbrain.diffusion.schedule import NoiseSchedule
 from usbrain.errors import InputError
 from usbrain.files import atomic_dir
 from usbrain.models.autoencoder import Autoencoder
-from usbrain.models.denoiser import PairedDenoiser
+from usbrain.models.denoiser import CompiledDenoiser, PairedDenoiser
 from usbrain.train.checkpoint import load_weights, read_meta, read_weights, save_weights
 
 
@@ -46,6 +46,8 @@ class Pipeline:
     weights_sha256: str = ""
     # Latents the tasks compute from the weights alone (the empty mask's), kept for reuse.
     cache: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
+    # The U-Nets compiled for sampling (``sampling.compile``), made on first use.
+    compiled: CompiledDenoiser | None = field(default=None, repr=False)
 
     @classmethod
     def build(cls, config: Config) -> Pipeline:
@@ -61,6 +63,7 @@ class Pipeline:
         self.autoencoder.to(device)
         self.denoiser.to(device)
         self.cache.clear()  # computed on the old device
+        self.compiled = None  # its frozen weights live there too
         return self
 
     def save_pretrained(self, path: str | Path, overwrite: bool = False, **meta) -> Path:

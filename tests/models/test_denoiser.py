@@ -1,9 +1,10 @@
 from __future__ import annotations
 
+import pytest
 import torch
 
 from usbrain.config import UNetConfig, load_config
-from usbrain.models.denoiser import AutocastDenoiser, PairedDenoiser
+from usbrain.models.denoiser import AutocastDenoiser, CompiledDenoiser, PairedDenoiser
 
 SMALL = UNetConfig(
     channels=(8, 8), attention_levels=(False, True), num_head_channels=8, norm_num_groups=4
@@ -84,3 +85,19 @@ def test_channels_last_gives_the_same_predictions():
     assert model.lesion.conv_in.conv.weight.is_contiguous(memory_format=torch.channels_last_3d)
     for a, b in zip(plain, fast, strict=True):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.slow  # compiling two small U-Nets takes tens of seconds on 2 cores
+def test_compiled_denoiser_gives_the_eager_predictions():
+    torch.manual_seed(0)
+    model = PairedDenoiser(SMALL, latent_channels=3).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_(0, 0.1)
+    z, c, t = torch.randn(1, 3, 8, 8, 8), torch.randn(1, 3, 8, 8, 8), torch.tensor([5])
+    with torch.no_grad():
+        eager = model.predict_lesion(z, t, c), model.predict_brain(z, t, c)
+        compiled = CompiledDenoiser(model)
+        fast = compiled.predict_lesion(z, t, c), compiled.predict_brain(z, t, c)
+    for a, b in zip(eager, fast, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
 
 from tests.conftest import micro_config, phantom_brain
 from tests.tasks.conftest import TASK_OVERRIDES
-from usbrain.config import load_config
+from usbrain.config import Precision, load_config
 from usbrain.data.nifti import Volume
 from usbrain.data.preprocess import preprocess
 from usbrain.errors import InputError
@@ -106,3 +108,17 @@ def test_the_empty_mask_latent_is_encoded_once_per_pipeline_and_device(monkeypat
     pipe.to("cpu")  # moving the weights drops what was computed with them
     common.empty_mask_latent(pipe)
     assert len(calls) == 2
+
+
+def test_compiled_sampling_is_made_once_per_pipeline_and_device():
+    pipe = Pipeline.build(micro_config())
+    plain = load_config("tiny").sampling
+    compiled = replace(plain, compile=True)
+    assert common.denoiser_for(pipe, plain).predictor is pipe.denoiser
+    first = common.denoiser_for(pipe, compiled).predictor
+    assert first is pipe.compiled and not first.cuda_graphs  # graphs on a GPU only
+    assert common.denoiser_for(pipe, compiled).predictor is first
+    half = common.denoiser_for(pipe, replace(compiled, precision=Precision.BF16)).predictor
+    assert half.denoiser is first  # autocast around the compiled nets
+    pipe.to("cpu")  # its frozen weights were the old device's
+    assert pipe.compiled is None

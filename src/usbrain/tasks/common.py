@@ -27,7 +27,7 @@ from usbrain.data.preprocess import (
 from usbrain.diffusion.prediction import NoisePredictor
 from usbrain.diffusion.samplers import Sampler, make_sampler
 from usbrain.errors import InputError
-from usbrain.models.denoiser import AutocastDenoiser, PairedDenoiser
+from usbrain.models.denoiser import AutocastDenoiser, CompiledDenoiser, PairedDenoiser
 from usbrain.pipeline import Pipeline
 
 # Centroid of the MNI152 2009a brain mask (mm): generated volumes are centred here, and masks
@@ -86,12 +86,18 @@ def require_mask_conditioning(pipe: Pipeline, task: str) -> None:
 
 
 def denoiser_for(pipe: Pipeline, sampling: SamplingConfig) -> NoisePredictor:
-    """The pipeline's U-Nets as noise predictors, under autocast when ``sampling.precision``
-    asks for it."""
-    predictor: PairedDenoiser | AutocastDenoiser = pipe.denoiser
+    """The pipeline's U-Nets as noise predictors: compiled when ``sampling.compile`` asks for
+    it (once per pipeline, with CUDA graphs on a GPU), under autocast when
+    ``sampling.precision`` does."""
+    predictor: PairedDenoiser | CompiledDenoiser | AutocastDenoiser = pipe.denoiser
+    if sampling.compile:
+        if pipe.compiled is None:
+            on_gpu = device_of(pipe).type == "cuda"
+            pipe.compiled = CompiledDenoiser(pipe.denoiser, cuda_graphs=on_gpu)
+        predictor = pipe.compiled
     if sampling.precision is not Precision.FP32:
         dtype = torch.bfloat16 if sampling.precision is Precision.BF16 else torch.float16
-        predictor = AutocastDenoiser(pipe.denoiser, dtype)
+        predictor = AutocastDenoiser(predictor, dtype)
     return NoisePredictor(predictor, pipe.schedule, pipe.config.diffusion.prediction)
 
 
