@@ -29,6 +29,7 @@ def test_demo_trains_runs_the_four_tasks_and_reports(tmp_path, capsys):
     assert set(scores) == {"train", "val", "test"}
     assert all(0.0 < s["ssim"] <= 1.0 and s["psnr"] > 0 for s in scores.values())
     assert "| autoencoder (EMA weights) | train | val | test |" in report
+    assert "Changed from the `tiny` preset:" in report and "`train_diffusion.steps=4`" in report
     for task in ("heal", "lesion", "condition", "generate"):
         folders = list((out / "tasks" / task).iterdir())
         assert folders and all((f / "usbrain.json").is_file() for f in folders)

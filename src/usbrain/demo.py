@@ -109,6 +109,9 @@ def run_demo(
 
         checks = [subject_checks(r, cohort_root) for r in rows]
         lines = _report(rows, checks, picked, config, subjects, size, seed, t_cohort, t_prepare)
+        if overrides:
+            settings = ", ".join(f"`{o}`" for o in overrides)
+            lines += [f"Changed from the `{PRESET}` preset: {settings}.", ""]
 
         training = train_tiny(config, tmp / "cache", tmp / "train")
         test_rows = [r for r in rows if r["split"] == "test"]
