@@ -203,8 +203,9 @@ class SamplingConfig:
     generation_condition_scale: float = 1.0
     # torch.compile the U-Nets, replayed as CUDA graphs on a GPU, where a paper-scale step is
     # bound by kernel launches (bench/step.py on an H100: 2.7× per step). Compiling costs about
-    # 30 s once per process and again for new latent shapes (crops around different lesions),
-    # so it pays over many steps or same-sized scans, not for one edit.
+    # 30 s on that GPU (a minute and more on a CPU) once per process and again for new latent
+    # shapes (crops around different lesions), so it pays over many steps or same-sized scans,
+    # not for one edit.
     compile: bool = False
     guidance: GuidanceConfig = field(default_factory=GuidanceConfig)
 
