@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole command-line chain on an accelerator, which CI (CPU only) never runs: prepare →
 # train-ae → encode → train (a few steps each, bf16 autocast), then the four tasks with a trained
-# pipeline on DEVICE, and heal once more on the CPU to compare the two devices' outputs.
+# pipeline on DEVICE (generation once more through the compiled U-Nets), and heal once more on the
+# CPU to compare the two devices' outputs.
 #
 #   bash bench/gpu_check.sh [PIPELINE] [COHORT] [DEVICE]
 #
@@ -35,6 +36,9 @@ mask="$cohort/$(cut -d, -f3 <<<"$row")"
 healthy="$cohort/$(cut -d, -f4 <<<"$row")"
 stamp "four tasks on $device with $pipeline, subject $(cut -d, -f1 <<<"$row")"
 u generate --checkpoint "$pipeline" -n 2 --out "$out/generate" --device "$device" --overwrite
+# the same samples through the compiled U-Nets (CUDA graphs on a GPU)
+u generate --checkpoint "$pipeline" -n 2 --out "$out/generate_compiled" --device "$device" \
+    --overwrite --set compile=true
 u condition --checkpoint "$pipeline" --mask "$mask" --out "$out/condition" --device "$device" \
     --overwrite
 u lesion --checkpoint "$pipeline" --image "$healthy" --mask "$mask" --out "$out/lesion" \
@@ -43,20 +47,21 @@ for d in "$device" cpu; do
     u heal --checkpoint "$pipeline" --image "$image" --mask "$mask" --out "$out/heal_$d" \
         --device "$d" --overwrite
 done
-stamp "heal, $device vs cpu"
-python3 - "$out/heal_$device" "$out/heal_cpu" <<'EOF'
+stamp "heal on $device vs cpu; generated eager vs compiled"
+python3 - "$out/heal_$device" "$out/heal_cpu" "$out/generate" "$out/generate_compiled" <<'EOF'
 import sys
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 
-a, b = (Path(p) for p in sys.argv[1:])
-for f in sorted(a.glob("*.nii.gz")):
-    x = np.asarray(nib.load(f).dataobj, dtype=np.float64)
-    y = np.asarray(nib.load(b / f.name).dataobj, dtype=np.float64)
-    peak = max(float(np.abs(y).max()), 1e-12)
-    print(f"{f.name}: max |Δ| {np.abs(x - y).max():.4g} of peak {peak:.4g}, "
-          f"mean |Δ| {np.abs(x - y).mean():.3g}")
+args = [Path(p) for p in sys.argv[1:]]
+for a, b in zip(args[::2], args[1::2], strict=True):
+    for f in sorted(a.rglob("*.nii.gz")):
+        x = np.asarray(nib.load(f).dataobj, dtype=np.float64)
+        y = np.asarray(nib.load(b / f.relative_to(a)).dataobj, dtype=np.float64)
+        peak = max(float(np.abs(y).max()), 1e-12)
+        print(f"{f.relative_to(a.parent)} vs {b.name}: max |Δ| {np.abs(x - y).max():.4g} of peak "
+              f"{peak:.4g}, mean |Δ| {np.abs(x - y).mean():.3g}")
 EOF
 stamp done
