@@ -11,6 +11,17 @@ SMALL = UNetConfig(
 )
 
 
+def _random_model() -> PairedDenoiser:
+    """:data:`SMALL` U-Nets in eval mode with seeded N(0, 0.1) weights: MONAI zero-initialises
+    the output layers, which would make every prediction trivially equal."""
+    torch.manual_seed(0)
+    model = PairedDenoiser(SMALL, latent_channels=3).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_(0, 0.1)
+    return model
+
+
 def test_each_model_sees_its_condition():
     model = PairedDenoiser(SMALL, latent_channels=3).eval()
     torch.manual_seed(0)
@@ -58,11 +69,8 @@ def test_activation_checkpointing_gives_the_same_gradients():
 
 
 def test_autocast_denoiser_returns_float32_close_to_full_precision():
-    torch.manual_seed(0)
-    model = PairedDenoiser(SMALL, latent_channels=3).eval()
+    model = _random_model()
     with torch.no_grad():
-        for p in model.parameters():
-            p.normal_(0, 0.1)
         fast = AutocastDenoiser(model, torch.bfloat16)
         z, t = torch.randn(1, 3, 8, 8, 8), torch.tensor([7])
         for name in ("predict_lesion", "predict_brain"):
@@ -72,11 +80,7 @@ def test_autocast_denoiser_returns_float32_close_to_full_precision():
 
 
 def test_channels_last_gives_the_same_predictions():
-    torch.manual_seed(0)
-    model = PairedDenoiser(SMALL, latent_channels=3).eval()
-    with torch.no_grad():
-        for p in model.parameters():
-            p.normal_(0, 0.1)
+    model = _random_model()
     z, c, t = torch.randn(2, 3, 8, 8, 8), torch.randn(2, 3, 8, 8, 8), torch.tensor([5, 50])
     with torch.no_grad():
         plain = model.predict_lesion(z, t, c), model.predict_brain(z, t, c)
@@ -89,11 +93,7 @@ def test_channels_last_gives_the_same_predictions():
 
 @pytest.mark.slow  # compiling two small U-Nets takes tens of seconds on 2 cores
 def test_compiled_denoiser_gives_the_eager_predictions():
-    torch.manual_seed(0)
-    model = PairedDenoiser(SMALL, latent_channels=3).eval()
-    with torch.no_grad():
-        for p in model.parameters():
-            p.normal_(0, 0.1)
+    model = _random_model()
     z, c, t = torch.randn(1, 3, 8, 8, 8), torch.randn(1, 3, 8, 8, 8), torch.tensor([5])
     with torch.no_grad():
         eager = model.predict_lesion(z, t, c), model.predict_brain(z, t, c)
