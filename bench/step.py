@@ -135,26 +135,26 @@ def main() -> None:
     if device.type == "cuda":
         fp16 = AutocastDenoiser(denoiser, torch.float16)
         variants.append(("usbrain (fp16 autocast)", fp16, torch.float16))
-    if args.compile:
+
+    def add_compiled(label: str, net, dtype: torch.dtype | None) -> None:
+        """Compile ``net`` by running one step (once per process), then time it with the rest."""
         start = time.perf_counter()
-        compiled = CompiledDenoiser(copy.deepcopy(channels_last))
-        our_step(compiled, sampler, x_t, m_t, t, clip)
-        print(f"torch.compile: {time.perf_counter() - start:.0f} s to compile (once per process)")
-        variants.append(("usbrain (fp32, channels-last, compiled)", compiled, None))
+        our_step(net, sampler, x_t, m_t, t, clip)
+        print(f"{label}: {time.perf_counter() - start:.0f} s to compile")
+        variants.append((label, net, dtype))
+
+    if args.compile:
+
+        def fresh() -> PairedDenoiser:  # each compiled copy freezes its own weights
+            return copy.deepcopy(channels_last)
+
+        add_compiled("usbrain (fp32, channels-last, compiled)", CompiledDenoiser(fresh()), None)
         if device.type == "cuda":
-            start = time.perf_counter()
-            compiled16 = AutocastDenoiser(
-                CompiledDenoiser(copy.deepcopy(channels_last)), torch.float16
-            )
-            our_step(compiled16, sampler, x_t, m_t, t, clip)
-            print(f"torch.compile under fp16 autocast: {time.perf_counter() - start:.0f} s")
-            variants.append(("usbrain (fp16, channels-last, compiled)", compiled16, torch.float16))
-            start = time.perf_counter()
-            graphs = CompiledDenoiser(copy.deepcopy(channels_last), cuda_graphs=True)
+            fp16_compiled = AutocastDenoiser(CompiledDenoiser(fresh()), torch.float16)
+            add_compiled("usbrain (fp16, channels-last, compiled)", fp16_compiled, torch.float16)
+            graphs = CompiledDenoiser(fresh(), cuda_graphs=True)
             try:  # a graph capture can fail where plain compilation works: report, go on
-                our_step(graphs, sampler, x_t, m_t, t, clip)
-                variants.append(("usbrain (fp32, compiled, CUDA graphs)", graphs, None))
-                print(f"torch.compile with CUDA graphs: {time.perf_counter() - start:.0f} s")
+                add_compiled("usbrain (fp32, compiled, CUDA graphs)", graphs, None)
             except Exception as error:
                 print(f"torch.compile with CUDA graphs failed: {error!r:.300}")
     for label, net, dtype in variants:
