@@ -49,6 +49,11 @@ def test_save_and_load_round_trip(tmp_path):
         (["unet.channels=[30,64,64]"], "unet.channels: [30] not divisible"),
         (["space.spacing=0"], "space.spacing: must be positive"),
         (["autoencoder.whole_volume_steps=-1"], "autoencoder.whole_volume_steps: must be 0"),
+        (["sampling.guidance.dilation=-1"], "sampling.guidance.dilation: must be 0 or more"),
+        (
+            ["sampling.guidance.heal_extra_dilation=-2"],
+            "sampling.guidance.heal_extra_dilation: must be 0 or more",
+        ),
         (["seed"], "expected key=value"),
     ],
 )

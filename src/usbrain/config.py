@@ -279,6 +279,9 @@ class Config:
                 raise ConfigError(f"sampling.{key}: must be between 1 and {T - 1}")
         if self.sampling.guidance.kernel < 1 or self.sampling.guidance.kernel % 2 == 0:
             raise ConfigError("sampling.guidance.kernel: must be an odd positive integer")
+        for key in ("dilation", "heal_extra_dilation"):
+            if getattr(self.sampling.guidance, key) < 0:
+                raise ConfigError(f"sampling.guidance.{key}: must be 0 or more")
 
     @property
     def latent_size(self) -> tuple[int, int, int]:
