@@ -54,6 +54,7 @@ def test_save_and_load_round_trip(tmp_path):
             ["sampling.guidance.heal_extra_dilation=-2"],
             "sampling.guidance.heal_extra_dilation: must be 0 or more",
         ),
+        (["diffusion.min_snr_gamma=-1"], "diffusion.min_snr_gamma: must be 0 (off) or more"),
         (["seed"], "expected key=value"),
     ],
 )

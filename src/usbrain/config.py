@@ -139,6 +139,10 @@ class DiffusionConfig:
     staged: bool = False  # lesion model first, then brain model against it (authors' code)
     coupling: Coupling = Coupling.ESTIMATE
     prediction: PredictionType = PredictionType.EPSILON
+    # Min-SNR-γ loss weighting (Hang et al. 2023; 0: plain MSE, as design.md): timesteps whose
+    # SNR exceeds γ (the nearly clean ones) count less, so a short run spends its gradient on
+    # the noise levels that edits and generation start from.
+    min_snr_gamma: float = 0.0
 
 
 class SamplerKind(StrEnum):
@@ -269,6 +273,8 @@ class Config:
                     f"{name}.channels: {bad} not divisible by {name}.norm_num_groups "
                     f"({channels.norm_num_groups})"
                 )
+        if self.diffusion.min_snr_gamma < 0:
+            raise ConfigError("diffusion.min_snr_gamma: must be 0 (off) or more")
         if not 0 < self.diffusion.beta_start < self.diffusion.beta_end < 1:
             raise ConfigError("diffusion.beta_start/beta_end: need 0 < start < end < 1")
         T = self.diffusion.timesteps

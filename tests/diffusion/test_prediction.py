@@ -5,7 +5,12 @@ import torch
 from tests.conftest import micro_config
 from usbrain.config import PredictionType
 from usbrain.diffusion.paired import PairedObjective
-from usbrain.diffusion.prediction import NoisePredictor, eps_from_prediction, prediction_target
+from usbrain.diffusion.prediction import (
+    NoisePredictor,
+    eps_from_prediction,
+    min_snr_weights,
+    prediction_target,
+)
 from usbrain.diffusion.schedule import NoiseSchedule, q_sample, x0_from_eps
 from usbrain.models.denoiser import PairedDenoiser
 
@@ -93,3 +98,41 @@ def test_v_objective_regresses_v_and_conditions_on_the_converted_estimate():
     v_m, v_x = v_target_of(m0, eps_m), v_target_of(x0, eps_x)
     torch.testing.assert_close(out["loss_lesion"], ((v_m_hat - v_m) ** 2).mean())
     torch.testing.assert_close(out["loss_brain"], ((v_x_hat - v_x) ** 2).mean())
+
+
+def test_min_snr_weights_hand_computed():
+    ab = S.alphas_cumprod
+    snr = ab / (1 - ab)
+    for prediction, base in ((PredictionType.V, snr + 1), (PredictionType.EPSILON, snr)):
+        raw = torch.minimum(snr, torch.tensor(5.0, dtype=snr.dtype)) / base
+        w = min_snr_weights(prediction, S, T, 5.0)
+        torch.testing.assert_close(w, (raw / raw.mean())[T].float())
+        assert w.dtype == torch.float32
+    eps_w = min_snr_weights(PredictionType.EPSILON, S, torch.arange(1024), 5.0)
+    assert torch.isclose(eps_w.mean(), torch.tensor(1.0))
+    # ε: noisy steps (SNR ≤ γ) share one weight; nearly clean ones (SNR ≫ γ) count far less
+    assert eps_w[T[1]] == eps_w[T[2]] and eps_w[T[0]] < 0.01 * eps_w[T[2]]
+    # v: the weight peaks where SNR = γ and falls on both sides
+    v_w = min_snr_weights(PredictionType.V, S, torch.arange(1024), 5.0)
+    peak = int((snr - 5.0).abs().argmin())
+    assert abs(int(v_w.argmax()) - peak) <= 1  # the step nearest SNR = γ, either side
+    assert v_w[0] < 0.01 * v_w[peak] and v_w[-1] < 0.01 * v_w[peak]
+
+
+def test_min_snr_objective_weights_each_item():
+    torch.manual_seed(0)
+    denoiser = PairedDenoiser(micro_config().unet, 2)
+    with torch.no_grad():
+        for p in denoiser.parameters():
+            p.normal_(0, 0.1)
+    plain = PairedObjective(denoiser, S, clip=5.0, prediction=PredictionType.V)
+    weighted = PairedObjective(denoiser, S, 5.0, prediction=PredictionType.V, min_snr_gamma=5.0)
+    x0, m0, eps_x, eps_m = latents(0), latents(1), latents(2), latents(3)
+    w = min_snr_weights(PredictionType.V, S, T, 5.0)
+    per_item = []
+    for i in range(3):
+        one = [z[i : i + 1] for z in (x0, m0, T, eps_x, eps_m)]
+        per_item.append(plain(*one, torch.ones(1))["loss_brain"])
+    expected = (w * torch.stack(per_item)).mean()
+    out = weighted(x0, m0, T, eps_x, eps_m, torch.ones(3))
+    torch.testing.assert_close(out["loss_brain"], expected)

@@ -20,7 +20,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from usbrain.config import Coupling, PredictionType
-from usbrain.diffusion.prediction import eps_from_prediction, prediction_target
+from usbrain.diffusion.prediction import (
+    eps_from_prediction,
+    min_snr_weights,
+    prediction_target,
+)
 from usbrain.diffusion.schedule import NoiseSchedule, q_sample, x0_from_eps
 from usbrain.models.denoiser import PairedDenoiser
 
@@ -66,6 +70,7 @@ class PairedObjective(nn.Module):
 
     Latents (B, C, d, h, w); ``t`` (B,) int; ``keep`` (B,) float {0, 1}: 0 drops the brain
     model's condition. ``stage`` selects what is trained (staged training freezes the other).
+    ``min_snr_gamma`` > 0 weights each item's MSE by :func:`min_snr_weights` (0: plain MSE).
     """
 
     def __init__(
@@ -75,6 +80,7 @@ class PairedObjective(nn.Module):
         clip: float,
         coupling: Coupling = Coupling.ESTIMATE,
         prediction: PredictionType = PredictionType.EPSILON,
+        min_snr_gamma: float = 0.0,
     ) -> None:
         super().__init__()
         self.denoiser = denoiser
@@ -82,6 +88,7 @@ class PairedObjective(nn.Module):
         self.clip = clip
         self.coupling = coupling
         self.prediction = prediction
+        self.min_snr_gamma = min_snr_gamma
         self.stage = Stage.JOINT
 
     def forward(
@@ -97,20 +104,27 @@ class PairedObjective(nn.Module):
         m_t = q_sample(self.schedule, m0, t, eps_m)
         with torch.set_grad_enabled(torch.is_grad_enabled() and self.stage is not Stage.BRAIN):
             out_m = self.denoiser.predict_lesion(m_t, t, x_t)
-        loss_lesion = F.mse_loss(out_m.float(), self._target(m0, t, eps_m))
+        loss_lesion = self._mse(out_m.float(), self._target(m0, t, eps_m), t)
         if self.stage is Stage.LESION:
             return {"loss": loss_lesion, "loss_lesion": loss_lesion.detach()}
         eps_m_hat = eps_from_prediction(self.prediction, self.schedule, m_t, t, out_m.detach())
         m0_hat = brain_condition(self.coupling, self.schedule, m_t, t, eps_m_hat.float(), self.clip)
         condition = m0_hat * keep.reshape(-1, *([1] * (m0_hat.ndim - 1)))
         out_x = self.denoiser.predict_brain(x_t, t, condition)
-        loss_brain = F.mse_loss(out_x.float(), self._target(x0, t, eps_x))
+        loss_brain = self._mse(out_x.float(), self._target(x0, t, eps_x), t)
         loss = loss_brain if self.stage is Stage.BRAIN else loss_lesion + loss_brain
         return {
             "loss": loss,
             "loss_lesion": loss_lesion.detach(),
             "loss_brain": loss_brain.detach(),
         }
+
+    def _mse(self, output: torch.Tensor, target: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        if not self.min_snr_gamma:
+            return F.mse_loss(output, target)
+        per_item = (output - target).square().flatten(1).mean(1)
+        weights = min_snr_weights(self.prediction, self.schedule, t, self.min_snr_gamma)
+        return (weights * per_item).mean()
 
     def _target(self, z0: torch.Tensor, t: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
         return prediction_target(self.prediction, self.schedule, z0, t, eps)

@@ -42,6 +42,22 @@ def eps_from_prediction(
     return output
 
 
+def min_snr_weights(
+    prediction: PredictionType, schedule: NoiseSchedule, t: torch.Tensor, gamma: float
+) -> torch.Tensor:
+    """Min-SNR-γ loss weights (Hang et al. 2023) at steps ``t`` (B,) → (B,) float32.
+
+    The clean-latent loss is weighted by min(SNR, γ); an ε (v) output's MSE is SNR (SNR + 1)
+    times that loss, hence min(SNR, γ) / SNR (/ (SNR + 1)). Scaled to average 1 over all
+    timesteps, so the learning rate keeps its meaning.
+    """
+    ab = schedule.alphas_cumprod
+    snr = ab / (1 - ab)
+    base = snr + 1 if prediction is PredictionType.V else snr
+    weights = snr.clamp(max=gamma) / base
+    return (weights / weights.mean()).float().to(t.device)[t]
+
+
 class Predictor(Protocol):
     """A pair of U-Nets' raw outputs (:class:`~usbrain.models.denoiser.PairedDenoiser` or one
     of its autocast / compiled wrappers)."""

@@ -50,8 +50,9 @@ class DiffusionJob:
             config, checkpointing=config.train_diffusion.activation_checkpointing
         )
         d = config.diffusion
+        # Validation (validation_loss) stays plain MSE, comparable across weightings.
         self.objective = PairedObjective(
-            self.model, self.schedule, d.condition_clip, d.coupling, d.prediction
+            self.model, self.schedule, d.condition_clip, d.coupling, d.prediction, d.min_snr_gamma
         )
         self.train = train
         self.val = val
