@@ -33,3 +33,29 @@ def test_from_noise_the_brain_is_guided_by_the_generation_scale_not_the_edit_sca
     assert np.array_equal(brain(condition_scale=5.0), plain)
     assert not np.allclose(brain(generation_condition_scale=5.0), plain)
     assert np.array_equal(healthy(condition_scale=5.0), healthy())
+
+
+def test_the_mask_latent_is_clamped_as_the_training_condition(pipeline_dir, tmp_path, monkeypatch):
+    import usbrain.tasks.condition as task
+    from usbrain.tasks.common import encode
+
+    pipe = Pipeline.from_pretrained(pipeline_dir)
+    pipe.config = replace(
+        pipe.config, diffusion=replace(pipe.config.diffusion, condition_clip=0.01)
+    )
+    seen = []
+    real_sample_brain = task.sample_brain
+
+    def spy(denoiser, sampler, condition, *args, **kwargs):
+        seen.append(condition)
+        return real_sample_brain(denoiser, sampler, condition, *args, **kwargs)
+
+    monkeypatch.setattr(task, "sample_brain", spy)
+    mask = load_mask(lps_anisotropic(lesion_mask(**LESION), tmp_path / "m.nii.gz"))
+    condition(pipe, mask, 1, pipe.config.sampling)
+    (latent,) = seen
+    assert latent.abs().max() <= 0.01
+    # the clamp bit: the encoded mask itself reaches beyond ±clip
+    grid = np.zeros(pipe.config.space.size, np.float32)
+    grid[6:10, 6:10, 6:10] = 1.0
+    assert encode(pipe, grid).abs().max() > 0.01
