@@ -15,7 +15,7 @@ import torch
 from usbrain.config import Config, SamplingConfig
 from usbrain.data.nifti import load_image, load_mask
 from usbrain.evaluate.summary import format_value, nan_median
-from usbrain.evaluate.tasks import heal_scores, lesion_scores
+from usbrain.evaluate.tasks import condition_scores, heal_scores, lesion_scores
 from usbrain.pipeline import Pipeline
 from usbrain.tasks.condition import condition
 from usbrain.tasks.generate import generate
@@ -127,12 +127,13 @@ def run_tasks(
 
     t0 = time.perf_counter()
     for row in sick:
-        mask = load_mask(cohort / row["mask"])
+        mask, real = load_mask(cohort / row["mask"]), load_image(cohort / row["image"])
         (result,) = condition(pipe, mask, 1, sampling, seed)
         folder = _write(
             result, out / "condition" / row["subject"], "condition", row, pipe, label, sampling
         )
-        run.condition.append({"subject": row["subject"], **result.info})
+        scores = condition_scores(_arr(result.image), mask.data, _arr(real))
+        run.condition.append({"subject": row["subject"], **result.info, **scores})
         run.folders.setdefault("condition", []).append(folder)
     run.seconds["condition"] = time.perf_counter() - t0
 
@@ -148,17 +149,21 @@ def run_tasks(
 
 
 def _table(rows: list[dict], columns: list[tuple[str, str, int]]) -> list[str]:
+    """Markdown table; a key a row lacks is shown as "–"."""
     lines = [
         "| " + " | ".join(h for h, _, _ in columns) + " |",
         "|" + "---|" * len(columns),
     ]
     for row in rows:
-        cells = [
-            format_value(row[k], d) if isinstance(row[k], float) else str(row[k])
-            for _, k, d in columns
-        ]
+        cells = [_cell(row.get(k), d) for _, k, d in columns]
         lines.append("| " + " | ".join(cells) + " |")
     return lines
+
+
+def _cell(value, digits: int) -> str:
+    if value is None:
+        return "–"
+    return format_value(value, digits) if isinstance(value, float) else str(value)
 
 
 def _median(rows: list[dict], key: str) -> float:
@@ -188,6 +193,8 @@ def report_section(training: Training, run: TaskRun, figures: Path, root: Path) 
     ae, first, last = training.autoencoder, training.diffusion_first, training.diffusion_last
     pairs = [r for r in run.generate if not r["healthy"]]
     in_brain_condition = format_value(_median(run.condition, "lesion_in_brain"))
+    contrast = format_value(_median(run.condition, "lesion_contrast"))
+    real_contrast = format_value(_median(run.condition, "real_contrast"))
     # An empty mask lies trivially "inside": pairs without a lesion are counted, not scored.
     with_lesion = [r for r in pairs if r["lesion_voxels"] > 0]
     in_brain_pairs = format_value(_median(with_lesion, "lesion_in_brain")) if with_lesion else "–"
@@ -266,6 +273,10 @@ def report_section(training: Training, run: TaskRun, figures: Path, root: Path) 
         "lesion voxels of healthy samples: "
         f"{', '.join(str(r['lesion_voxels']) for r in run.generate if r['healthy'])}.",
         "",
+        "Lesion contrast of the conditioned brains (mean intensity inside the mask / median of "
+        f"the brain outside it; T1 lesions are dark, no lesion ≈ 1): median {contrast}, against "
+        f"{real_contrast} in the real scans the masks come from.",
+        "",
     ]
     gen_rows = [{"name": r["subject"], **r} for r in run.condition] + [
         {"name": r["sample"], **r} for r in run.generate
@@ -276,6 +287,8 @@ def report_section(training: Training, run: TaskRun, figures: Path, root: Path) 
             ("condition mask / generated sample", "name", 0),
             ("lesion voxels", "lesion_voxels", 0),
             ("fraction inside the generated brain", "lesion_in_brain", 2),
+            ("lesion contrast", "lesion_contrast", 2),
+            ("real scan's lesion contrast", "real_contrast", 2),
         ],
     )
     lines += ["", "### Montages", ""]

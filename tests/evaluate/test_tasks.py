@@ -5,7 +5,9 @@ import math
 import numpy as np
 
 from tests.conftest import lesioned_phantom
-from usbrain.evaluate.tasks import heal_scores, lesion_scores
+from usbrain.data.preprocess import brain_mask
+from usbrain.evaluate.regions import dilated
+from usbrain.evaluate.tasks import condition_scores, heal_scores, lesion_scores
 
 
 def _case():
@@ -31,3 +33,16 @@ def test_lesion_scores_hand_computed():
     shifted = sick + 10.0 * (healthy > 0)  # a uniform shift of 10 everywhere in the brain
     psnr = lesion_scores(shifted, healthy, mask)["psnr_outside"]
     assert math.isclose(psnr, 10 * math.log10(healthy.max() ** 2 / 100.0), rel_tol=1e-6)
+
+
+def test_condition_contrast_hand_computed():
+    healthy, sick, mask = _case()
+    outside = brain_mask(sick) & ~dilated(mask, 2)
+    s = condition_scores(healthy, mask, real=sick)
+    assert math.isclose(s["real_contrast"], 300.0 / np.median(sick[outside]), rel_tol=1e-6)
+    # no lesion drawn: contrast of the healthy tissue itself, about 1 and above the real one
+    expected = healthy[mask > 0].mean() / np.median(healthy[outside])
+    assert math.isclose(s["lesion_contrast"], expected, rel_tol=1e-6)
+    assert s["lesion_contrast"] > s["real_contrast"]
+    assert math.isnan(condition_scores(healthy, np.zeros_like(mask))["lesion_contrast"])
+    assert "real_contrast" not in condition_scores(healthy, mask)

@@ -5,7 +5,11 @@
   leave alone);
 - lesion insertion: mean intensity inside the target mask after / before (T1 lesions are dark),
   PSNR to the input outside the dilated mask, and, when the true pathological scan is known, the
-  in-lesion MAE to it.
+  in-lesion MAE to it;
+- condition: lesion contrast, the mean intensity inside the mask over the median of the brain
+  outside the dilated mask, of the generated brain next to the real scan the mask came from
+  (a lesion drawn like the real one scores alike; a signal void scores far lower; no lesion
+  scores about 1).
 
 Outside regions are restricted to the input's brain (the zero background would flatter PSNR);
 PSNR uses the input's maximum as its data range.
@@ -55,4 +59,24 @@ def lesion_scores(
     if truth is not None:
         scores["mae_lesion_output"] = region_mae(output, truth, lesion)
         scores["mae_lesion_input"] = region_mae(source, truth, lesion)
+    return scores
+
+
+def lesion_contrast(image: np.ndarray, mask: np.ndarray) -> float:
+    """Mean intensity inside ``mask`` / median intensity of ``image``'s brain outside the dilated
+    mask (T1 lesions are dark: < 1); NaN for an empty mask or no brain outside it."""
+    lesion, outside = _regions(image, mask)
+    if not lesion.any() or not outside.any():
+        return float("nan")
+    return region_mean(image, lesion) / float(np.median(image[outside]))
+
+
+def condition_scores(
+    output: np.ndarray, mask: np.ndarray, real: np.ndarray | None = None
+) -> dict[str, float]:
+    """``output``: brain generated for ``mask``; ``real``: the scan the mask was traced on, if
+    known (its own contrast is the one to match)."""
+    scores = {"lesion_contrast": lesion_contrast(output, mask)}
+    if real is not None:
+        scores["real_contrast"] = lesion_contrast(real, mask)
     return scores
