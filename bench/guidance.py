@@ -8,6 +8,9 @@ lesion (higher: anatomy kept).
 
     python bench/guidance.py [--demo demo_out] [--variants default,no-acg,alpha0=5+t_start_heal=500]
 
+``--pipeline DIR`` scores another pipeline on the demo's cohort, e.g. one trained with ``usbrain
+train --latents demo_out/train/latents --out runs/x --set …`` (default: the demo's own).
+
 ``--crop-context N`` edits every scan the way large (e.g. 160³) scans are edited: in a crop of
 N latent voxels of context around the lesion (``tasks.edit.edit_region``), to compare with the
 whole-volume edits of a run without it.
@@ -89,6 +92,7 @@ def score(pipe, sampling, rows, cohort: Path) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--demo", type=Path, default=Path("demo_out"))
+    parser.add_argument("--pipeline", type=Path, default=None, help="default: the demo's")
     parser.add_argument("--variants", default=None, help="comma-separated names (default all)")
     parser.add_argument("--split", default="test")
     parser.add_argument("--crop-context", type=int, default=None, help="force crop edits")
@@ -99,7 +103,7 @@ def main() -> None:
     cohort = args.demo / "cohort"
     with (cohort / "manifest.csv").open(newline="") as f:
         rows = [r for r in csv.DictReader(f) if r["split"] == args.split and r["kind"] != "healthy"]
-    pipe = Pipeline.from_pretrained(args.demo / "train" / "diffusion" / "pipeline")
+    pipe = Pipeline.from_pretrained(args.pipeline or args.demo / "train" / "diffusion" / "pipeline")
     names = args.variants.split(",") if args.variants else list(NAMED)
     print(f"{len(rows)} {args.split} subjects with a lesion; medians")
     header = None
