@@ -151,6 +151,15 @@ class SamplerKind(StrEnum):
     DPMPP_2M = "dpmpp-2m"  # DPM-Solver++ (2M): second order, multistep, deterministic
 
 
+class ConditionInput(StrEnum):
+    """What the brain model sees of a given mask when a brain is generated for it (condition)."""
+
+    LATENT = "latent"  # the mask's latent, clamped to ±condition_clip, at every step (design.md)
+    # the lesion model's one-step estimate from the mask latent noised to each step (seeing the
+    # current brain): what the brain model sees in training at that noise level
+    ESTIMATE = "estimate"
+
+
 class PullTarget(StrEnum):
     """Where anatomy-consistency guidance pulls the next (noisy) latent."""
 
@@ -205,6 +214,7 @@ class SamplingConfig:
     # edit starts from the input's anatomy; from noise a strong scale pulls the whole brain,
     # not just the lesion, away from the data.
     generation_condition_scale: float = 1.0
+    condition_input: ConditionInput = ConditionInput.LATENT
     # torch.compile the U-Nets, replayed as CUDA graphs on a GPU, where a paper-scale step is
     # bound by kernel launches (bench/step.py on an H100: 2.7× per step). Compiling costs about
     # 30 s on that GPU (a minute and more on a CPU) once per process and again for new latent

@@ -5,7 +5,13 @@ from __future__ import annotations
 import torch
 
 from usbrain.config import Coupling
-from usbrain.diffusion.chains import guided_eps_brain, sample_brain, sample_lesion, sample_pair
+from usbrain.diffusion.chains import (
+    estimated_condition,
+    guided_eps_brain,
+    sample_brain,
+    sample_lesion,
+    sample_pair,
+)
 from usbrain.diffusion.samplers import DDIMSampler
 from usbrain.diffusion.schedule import NoiseSchedule, q_sample, x0_from_eps
 
@@ -77,6 +83,24 @@ def test_brain_chain_sees_the_fixed_condition_and_applies_guidance():
     assert seen == [(t, s.previous_timestep(t)) for t in steps]
     assert all(torch.equal(c[3], cond) for c in net.calls)
     assert torch.equal(x0, torch.full(SHAPE, float(steps[-1])))  # the last guided estimate
+
+
+def test_brain_chain_with_an_estimated_condition_sees_the_lesion_models_estimate():
+    net, s = StubDenoiser(), sampler()
+    mask = torch.linspace(-8, 8, 54).reshape(SHAPE)  # beyond the clip at both ends
+    noise = torch.randn(SHAPE, generator=torch.Generator().manual_seed(1))
+    start = torch.ones(SHAPE)
+    cond_fn = estimated_condition(net, S, mask, noise, 5.0)
+    sample_brain(net, s, cond_fn, start, s.timesteps, torch.Generator())
+    lesion_calls = [c for c in net.calls if c[0] == "lesion"]
+    brain_calls = [c for c in net.calls if c[0] == "brain"]
+    assert len(lesion_calls) == len(brain_calls) == len(s.timesteps)
+    for (_, t, m_t, x_t), (_, tb, xb, cond) in zip(lesion_calls, brain_calls, strict=True):
+        tt = torch.tensor([t])
+        assert t == tb and torch.equal(x_t, xb)  # the lesion model sees the current brain
+        torch.testing.assert_close(m_t, q_sample(S, mask, tt, noise))
+        expected = x0_from_eps(S, m_t, tt, 0.1 * m_t + 0.2 * x_t).clamp(-5, 5)
+        torch.testing.assert_close(cond, expected)
 
 
 def test_lesion_chain_sees_the_source_noised_to_each_step():

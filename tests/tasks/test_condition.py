@@ -59,3 +59,23 @@ def test_the_mask_latent_is_clamped_as_the_training_condition(pipeline_dir, tmp_
     grid = np.zeros(pipe.config.space.size, np.float32)
     grid[6:10, 6:10, 6:10] = 1.0
     assert encode(pipe, grid).abs().max() > 0.01
+
+
+def test_estimated_condition_is_another_deterministic_sample(pipeline_dir, tmp_path):
+    from usbrain.config import ConditionInput
+
+    pipe = Pipeline.from_pretrained(pipeline_dir)
+    with (
+        torch.no_grad()
+    ):  # MONAI zero-initialises the output layers: the condition would not matter
+        for p in pipe.denoiser.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    mask = load_mask(lps_anisotropic(lesion_mask(**LESION), tmp_path / "m.nii.gz"))
+    estimate = replace(pipe.config.sampling, condition_input=ConditionInput.ESTIMATE)
+
+    def brain(sampling) -> np.ndarray:
+        return condition(pipe, mask, 1, sampling, seed=4)[0].image.data
+
+    first = brain(estimate)
+    assert np.array_equal(brain(estimate), first)
+    assert not np.allclose(brain(pipe.config.sampling), first)

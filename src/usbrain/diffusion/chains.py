@@ -5,7 +5,8 @@
   seeing the lesion model's (clamped) one-step estimate of the clean mask latent.
 - :func:`sample_brain`: the lesion chain is known (a given mask's latent, or the empty mask's);
   only the brain chain moves, conditioned on it — conditional generation and edits, with
-  optional guidance after every step.
+  optional guidance after every step. The condition is a fixed latent or, through
+  :func:`estimated_condition`, what the lesion model estimates from the known mask at each step.
 - :func:`sample_lesion`: the brain is known; the lesion chain moves, seeing the source brain
   noised to each step's level — proposing where a lesion could go.
 
@@ -21,12 +22,13 @@ import torch
 from tqdm.auto import tqdm
 
 from usbrain.config import Coupling
-from usbrain.diffusion.paired import brain_condition
+from usbrain.diffusion.paired import brain_condition, lesion_condition
 from usbrain.diffusion.prediction import NoisePredictor
 from usbrain.diffusion.samplers import Sampler, StepOutput
-from usbrain.diffusion.schedule import q_sample
+from usbrain.diffusion.schedule import NoiseSchedule, q_sample
 
 Guidance = Callable[[StepOutput, int, int], StepOutput]
+ConditionFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (x_t, t) → condition
 
 
 def randn(shape: tuple[int, ...], generator: torch.Generator, device: torch.device) -> torch.Tensor:
@@ -87,11 +89,30 @@ def guided_eps_brain(
     return unconditioned + scale * (conditioned - unconditioned)
 
 
+def estimated_condition(
+    denoiser: NoisePredictor,
+    schedule: NoiseSchedule,
+    mask_latent: torch.Tensor,
+    noise: torch.Tensor,
+    clip: float,
+) -> ConditionFn:
+    """The brain model's condition for a known mask, as in training: at step ``t`` the lesion
+    model's clamped one-step estimate from ``mask_latent`` noised with the fixed ``noise`` to
+    ``t``, seeing the current brain latent ``x_t``. Near t = T that estimate is vague, as in
+    training; at small t it is the mask latent."""
+
+    def condition(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        m_t = q_sample(schedule, mask_latent, t, noise)
+        return lesion_condition(schedule, m_t, t, denoiser.eps_lesion(m_t, t, x_t), clip)
+
+    return condition
+
+
 @torch.no_grad()
 def sample_brain(
     denoiser: NoisePredictor,
     sampler: Sampler,
-    condition: torch.Tensor,
+    condition: torch.Tensor | ConditionFn,
     start: torch.Tensor,
     timesteps: list[int],
     generator: torch.Generator,
@@ -100,8 +121,8 @@ def sample_brain(
     condition_scale: float = 1.0,
 ) -> torch.Tensor:
     """Denoise the brain latent ``start`` (noisy at ``timesteps[0]``) to a clean estimate, the
-    brain model conditioned on the mask latent ``condition`` at every step (classifier-free
-    guided with ``condition_scale``, see :func:`guided_eps_brain`).
+    brain model conditioned on the mask latent ``condition`` (or on ``condition(x_t, t)``) at
+    every step (classifier-free guided with ``condition_scale``, see :func:`guided_eps_brain`).
 
     Returns the last step's (guided) estimate of the clean latent.
     """
@@ -109,7 +130,9 @@ def sample_brain(
     x0 = start
     sampler = sampler.fresh()
     for t in _steps(timesteps, "denoise", progress):
-        eps_x = guided_eps_brain(denoiser, x, _batch_t(t, x), condition, condition_scale)
+        tt = _batch_t(t, x)
+        cond = condition(x, tt) if callable(condition) else condition
+        eps_x = guided_eps_brain(denoiser, x, tt, cond, condition_scale)
         out = sampler.step(eps_x, t, x, generator)
         if guidance is not None:
             out = guidance(out, t, sampler.previous_timestep(t))
