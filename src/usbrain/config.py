@@ -346,8 +346,9 @@ PRESETS: dict[str, dict[str, Any]] = {
         # loss as below for both (heal: `python bench/guidance.py --split val|test`; generated
         # pairs: a one-off probe over seeds 0–11, not a repo command): (32, 64, 64) × 320 heal
         # MAE ratio 0.41 / 0.60 (val / test), 5 of 12 generated pairs with a lesion, mostly
-        # outside the brain; (16, 32, 32) × 900: 0.32 / 0.47, 10 of 12, 87% of their voxels
-        # inside. Without min-SNR, (16, 32, 32) × 1200 (7.2 min) scored 0.36 / 0.47.
+        # outside the brain; (16, 32, 32) × 900 (`make demo`'s checkpoint): 0.35 / 0.48, 8 of
+        # 12 (`usbrain benchmark`), all inside. Without min-SNR, (16, 32, 32) × 1200 (7.2 min)
+        # scored 0.36 / 0.47.
         "unet": {
             "channels": (16, 32, 32),
             "attention_levels": (False, False, True),
@@ -381,10 +382,12 @@ PRESETS: dict[str, dict[str, Any]] = {
         # (brain volume 1900 mL as the cohort's, latent std 1.02). These diagnostics came from a
         # one-off script, not a repo command; `usbrain benchmark` shows the effect (FID).
         # Min-SNR-5 weighting, same (16, 32, 32) × 900 run otherwise: heal MAE ratio 0.45 →
-        # 0.32 (val) and 0.54 → 0.47 (test), inserted-lesion intensity ratio 0.17 → 0.21
-        # (test), generated pairs with a lesion 7 → 10 of 12. Training on the healthy twins of
-        # the lesioned scans as extra (brain, empty mask) pairs did not help (320 steps: heal
-        # 0.48 / 0.56 against 0.47 / 0.57, and no generated lesion at all).
+        # 0.35 (val) and 0.54 → 0.48 (test), inserted-lesion intensity ratio 0.17 → 0.22
+        # (test), generated pairs with a lesion 7 → 8 of 12. (An earlier version that scaled
+        # the weights to average 1 per batch, not over all timesteps: 0.32 / 0.47, 10 of 12.)
+        # Training on the healthy twins of the lesioned scans as extra (brain, empty mask)
+        # pairs did not help ((32, 64, 64) × 320: heal 0.48 / 0.56 against 0.47 / 0.57, and no
+        # generated lesion at all; a one-off script, not a repo option).
         "diffusion": {"prediction": "v", "min_snr_gamma": 5.0},
         "train_diffusion": {
             "steps": 900,
@@ -419,11 +422,18 @@ PRESETS: dict[str, dict[str, Any]] = {
         # 2 / 5, alpha0 0.5 / 2, kernel 3 / 7, dilation 2 and dpmpp-2m put validation heal
         # between 0.41 and 0.54 (0.45 as set), and the best of them scored 0.53 on test against
         # 0.54 as set; they stay.
+        # condition_input = estimate, chosen on the 16 validation and training masks (the
+        # `make demo` checkpoint; a one-off script calling `usbrain.tasks.condition`): lesion
+        # voxels inside the generated brain rose for every mask below 1 (0.73 → 0.80, 0.76 →
+        # 0.83, 0.58 → 0.83, 0.93 → 0.96; mean 0.94 → 0.96), at the cost of fainter lesions
+        # (median gap to the real scan's lesion contrast 0.13 → 0.14 for strokes, 0.24 → 0.30
+        # for white-matter lesions, which neither input draws well). Test masks: 0.92 → 0.93.
         "sampling": {
             "steps": 20,
             "t_start_heal": 800,
             "t_start_lesion": 700,
             "condition_scale": 3.0,
+            "condition_input": "estimate",
             "guidance": {"alpha0": 1.0},
         },
     },
