@@ -7,6 +7,7 @@ import torch
 
 from tests.conftest import lesion_mask
 from tests.tasks.conftest import LESION, lps_anisotropic
+from usbrain.config import ConditionInput
 from usbrain.data.nifti import load_mask
 from usbrain.pipeline import Pipeline
 from usbrain.tasks.condition import condition
@@ -52,7 +53,7 @@ def test_the_mask_latent_is_clamped_as_the_training_condition(pipeline_dir, tmp_
 
     monkeypatch.setattr(task, "sample_brain", spy)
     mask = load_mask(lps_anisotropic(lesion_mask(**LESION), tmp_path / "m.nii.gz"))
-    condition(pipe, mask, 1, pipe.config.sampling)
+    condition(pipe, mask, 1, replace(pipe.config.sampling, condition_input=ConditionInput.LATENT))
     (latent,) = seen
     assert latent.abs().max() <= 0.01
     # the clamp bit: the encoded mask itself reaches beyond ±clip
@@ -62,8 +63,6 @@ def test_the_mask_latent_is_clamped_as_the_training_condition(pipeline_dir, tmp_
 
 
 def test_estimated_condition_is_another_deterministic_sample(pipeline_dir, tmp_path):
-    from usbrain.config import ConditionInput
-
     pipe = Pipeline.from_pretrained(pipeline_dir)
     with (
         torch.no_grad()
@@ -72,10 +71,11 @@ def test_estimated_condition_is_another_deterministic_sample(pipeline_dir, tmp_p
             p.add_(0.05 * torch.randn_like(p))
     mask = load_mask(lps_anisotropic(lesion_mask(**LESION), tmp_path / "m.nii.gz"))
     estimate = replace(pipe.config.sampling, condition_input=ConditionInput.ESTIMATE)
+    latent = replace(pipe.config.sampling, condition_input=ConditionInput.LATENT)
 
     def brain(sampling) -> np.ndarray:
         return condition(pipe, mask, 1, sampling, seed=4)[0].image.data
 
     first = brain(estimate)
     assert np.array_equal(brain(estimate), first)
-    assert not np.allclose(brain(pipe.config.sampling), first)
+    assert not np.allclose(brain(latent), first)
