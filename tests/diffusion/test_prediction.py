@@ -81,12 +81,19 @@ def test_noise_predictor_converts_only_v_outputs():
     )
 
 
-def test_v_objective_regresses_v_and_conditions_on_the_converted_estimate():
+def _random_denoiser() -> PairedDenoiser:
+    """Micro U-Nets with seeded N(0, 0.1) weights: MONAI zero-initialises the output layers,
+    which would make every prediction (and loss) trivial."""
     torch.manual_seed(0)
     denoiser = PairedDenoiser(micro_config().unet, 2)
     with torch.no_grad():
         for p in denoiser.parameters():
             p.normal_(0, 0.1)
+    return denoiser
+
+
+def test_v_objective_regresses_v_and_conditions_on_the_converted_estimate():
+    denoiser = _random_denoiser()
     obj = PairedObjective(denoiser, S, clip=5.0, prediction=PredictionType.V)
     x0, m0, eps_x, eps_m = latents(0), latents(1), latents(2), latents(3)
     out = obj(x0, m0, T, eps_x, eps_m, torch.ones(3))
@@ -120,11 +127,7 @@ def test_min_snr_weights_hand_computed():
 
 
 def test_min_snr_objective_weights_each_item():
-    torch.manual_seed(0)
-    denoiser = PairedDenoiser(micro_config().unet, 2)
-    with torch.no_grad():
-        for p in denoiser.parameters():
-            p.normal_(0, 0.1)
+    denoiser = _random_denoiser()
     plain = PairedObjective(denoiser, S, clip=5.0, prediction=PredictionType.V)
     weighted = PairedObjective(denoiser, S, 5.0, prediction=PredictionType.V, min_snr_gamma=5.0)
     x0, m0, eps_x, eps_m = latents(0), latents(1), latents(2), latents(3)
