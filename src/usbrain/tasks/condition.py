@@ -55,12 +55,12 @@ def condition(
     clip = pipe.config.diffusion.condition_clip
     condition_latent = encode(pipe, mask_m).clamp(-clip, clip)
     sampler = sampler_for(pipe, sampling)
+    denoiser = denoiser_for(pipe, sampling)
     device = device_of(pipe)
     results = []
     for i in tqdm(range(n), desc="samples", disable=not progress or n == 1):
         gen = generator(seed + i)
         start = randn(tuple(condition_latent.shape), gen, device)
-        denoiser = denoiser_for(pipe, sampling)
         given = condition_latent
         if sampling.condition_input is ConditionInput.ESTIMATE:
             noise = randn(tuple(condition_latent.shape), gen, device)
