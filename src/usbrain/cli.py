@@ -186,13 +186,13 @@ def _condition(args: argparse.Namespace) -> None:
 def _edit_options(args: argparse.Namespace):
     from usbrain.tasks.run import EditOptions
 
-    return EditOptions(args.t_start, args.blend, args.threshold, args.resample_mask)
+    return EditOptions(args.t_start, args.blend, args.threshold, args.resample_mask, args.samples)
 
 
 def _heal(args: argparse.Namespace) -> None:
     from usbrain.tasks.run import run_edit
 
-    jobs = _jobs(args, ("image", "mask"))
+    jobs = _jobs(args, ("image",), ("mask",))
     _report(run_edit("heal", _task_options(args), jobs, _edit_options(args)), "healed")
 
 
@@ -392,6 +392,13 @@ def build_parser() -> argparse.ArgumentParser:
         )
         p.add_argument("--manifest", type=Path, default=None, help="CSV of inputs (batch mode)")
         _add_threshold(p)
+        p.add_argument(
+            "--samples",
+            type=int,
+            default=1,
+            metavar="K",
+            help="average K seeds into the result and write their std.nii.gz (default 1)",
+        )
 
     p = task_command("generate", _generate, "generate new (brain, lesion mask) pairs", samples=True)
     p.add_argument("--healthy", action="store_true", help="healthy brains (empty masks)")
@@ -405,7 +412,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = task_command("heal", _heal, "remove a lesion and fill it with healthy tissue", export=False)
     p.add_argument("--image", type=Path, default=None, help="scan with the lesion")
-    p.add_argument("--mask", type=Path, default=None, help="its lesion mask")
+    p.add_argument(
+        "--mask",
+        type=Path,
+        default=None,
+        help="its lesion mask (without one the model finds the lesion and writes anomaly.nii.gz)",
+    )
     edit_arguments(p, "t_start_heal")
 
     p = task_command("lesion", _lesion, "insert a lesion into a healthy scan")

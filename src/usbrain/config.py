@@ -143,6 +143,10 @@ class DiffusionConfig:
     # SNR exceeds γ (the nearly clean ones) count less, so a short run spends its gradient on
     # the noise levels that edits and generation start from.
     min_snr_gamma: float = 0.0
+    # The authors' loss_weight_flag: the brain model's squared error weighted per latent element
+    # by sigmoid(m0_hat), the lesion model's estimate it is conditioned on, so the loss counts
+    # more where the mask latent says lesion.
+    lesion_weighted_loss: bool = False
 
 
 class SamplerKind(StrEnum):
@@ -174,13 +178,28 @@ class LesionMap(StrEnum):
     LATENT = "latent"  # the clamped mask latent (authors' code)
 
 
+class FindLesion(StrEnum):
+    """How heal without a mask finds the lesion it removed (written as its mask.nii.gz)."""
+
+    ANOMALY = "anomaly"  # |input − healed| over the intensity window, thresholded
+    # the lesion chain sampled with the brain fixed to the input (the joint model as a
+    # segmenter; what `lesion --propose` runs), decoded and thresholded
+    SEGMENT = "segment"
+
+
 @dataclass(frozen=True)
 class GuidanceConfig:
     """Anatomy- and lesion-consistency guidance of edits (design.md §2, ACG and LCG)."""
 
     anatomy: bool = True  # ACG on/off
     lesion: bool = True  # LCG on/off
+    # ACG strength at the edit's first step: lam = exp(-alpha_t |x0_hat - x_src|), so a larger
+    # alpha0 holds the anatomy *less* at a given distance from the source.
     alpha0: float = 20.0
+    # The latent scale alpha0 is given for: 0, our latents (autoencoder mean × its stored
+    # scale factor); 0.18215, the authors' (mean × 0.18215), in which their alpha0 = 20 is set.
+    # alpha0 is converted by alpha0_scale / scale_factor, so the hold means what theirs means.
+    alpha0_scale: float = 0.0
     decay: float = 0.5
     lesion_scale: float = 1.0  # s: how fully anatomy is released inside the lesion
     kernel: int = 5  # AvgPool3d kernel (model-space voxels)
@@ -203,7 +222,15 @@ class SamplingConfig:
     eta: float = 0.0
     t_start_heal: int = 300  # edits noise the input to this step, then denoise
     t_start_lesion: int = 500
+    # Timesteps an edit visits below its t_start: 0, the steps of the `steps` grid that lie
+    # there (a 50-step grid gives heal 14 of them); k, every k-th timestep (1: all t_start of
+    # them, the authors' 300 for heal and 500 for insertion).
+    edit_stride: int = 0
     threshold: float = 0.5  # decoded mask → binary
+    find_lesion: FindLesion = FindLesion.ANOMALY
+    # find_lesion = anomaly: a voxel is lesion where |input − healed| exceeds this fraction of
+    # the scan's intensity window (its [0.5, 99.5] percentiles inside the brain)
+    anomaly_threshold: float = 0.2
     precision: Precision = Precision.FP32  # of the U-Nets while sampling (bf16/fp16 autocast)
     # Classifier-free guidance of the brain model on its mask condition in edits (heal,
     # lesion; 1 = off): eps = eps(zero condition) + scale · (eps(mask) − eps(zero condition)).
@@ -236,6 +263,12 @@ class TrainConfig:
     cosine_decay: bool = False  # after warm-up, cosine-anneal the learning rate to 0 at the end
     grad_accumulation: int = 1
     grad_clip: float = 1.0
+    # Clip each top-level part of the model (each U-Net of the paired denoiser) to grad_clip on
+    # its own, rather than one norm over all: one U-Net's large gradient then cannot shrink the
+    # other's step.
+    clip_per_model: bool = False
+    # AdamW's decoupled weight decay (torch's default 0.01; the authors' code uses 0).
+    weight_decay: float = 0.01
     ema_decay: float = 0.999
     precision: Precision = Precision.FP32
     activation_checkpointing: bool = False
@@ -283,6 +316,9 @@ class Config:
                     f"{name}.channels: {bad} not divisible by {name}.norm_num_groups "
                     f"({channels.norm_num_groups})"
                 )
+        for name in ("train_autoencoder", "train_diffusion"):
+            if getattr(self, name).weight_decay < 0:
+                raise ConfigError(f"{name}.weight_decay: must be 0 or more")
         if self.diffusion.min_snr_gamma < 0:
             raise ConfigError("diffusion.min_snr_gamma: must be 0 (off) or more")
         if not 0 < self.diffusion.beta_start < self.diffusion.beta_end < 1:
@@ -295,9 +331,12 @@ class Config:
                 raise ConfigError(f"sampling.{key}: must be between 1 and {T - 1}")
         if self.sampling.guidance.kernel < 1 or self.sampling.guidance.kernel % 2 == 0:
             raise ConfigError("sampling.guidance.kernel: must be an odd positive integer")
-        for key in ("dilation", "heal_extra_dilation"):
+        for key in ("dilation", "heal_extra_dilation", "alpha0_scale"):
             if getattr(self.sampling.guidance, key) < 0:
                 raise ConfigError(f"sampling.guidance.{key}: must be 0 or more")
+        stride = self.sampling.edit_stride
+        if stride < 0 or stride > min(self.sampling.t_start_heal, self.sampling.t_start_lesion):
+            raise ConfigError("sampling.edit_stride: must be 0 (the steps grid) or 1 to t_start")
 
     @property
     def latent_size(self) -> tuple[int, int, int]:
@@ -307,7 +346,16 @@ class Config:
 
 PRESETS: dict[str, dict[str, Any]] = {
     # The published scale (design.md §2): 160³ → 20³×3 latents, U-Nets (128, 256, 256).
-    "paper": {"preset": "paper", "sampling": {"steps": 300}},
+    # Edits as the authors run them: every timestep below t_start (300 guided steps for heal,
+    # 500 for insertion), alpha0 = 20 in their latent units.
+    "paper": {
+        "preset": "paper",
+        # The authors' training recipe (their train.yaml): Adam without weight decay, brain
+        # loss weighted by the lesion estimate.
+        "diffusion": {"lesion_weighted_loss": True},
+        "train_diffusion": {"weight_decay": 0.0},
+        "sampling": {"steps": 300, "edit_stride": 1, "guidance": {"alpha0_scale": 0.18215}},
+    },
     # Trains AE + both U-Nets on the built-in cohort within minutes on 2 CPU cores. 4 mm keeps
     # the whole MNI brain (≈145×181×155 mm) inside 48³; three AE levels give 12³ latents.
     "tiny": {

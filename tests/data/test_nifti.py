@@ -52,6 +52,23 @@ def test_singleton_fourth_axis_is_squeezed(tmp_path):
     assert v.shape == data.shape[:3]
 
 
+def _rgb() -> np.ndarray:
+    rgb = np.zeros((4, 4, 4), dtype=[("R", "u1"), ("G", "u1"), ("B", "u1")])
+    rgb["R"] = 5
+    return rgb
+
+
+def _huge_header(path):
+    """A header claiming 30000³ float32 voxels over a few bytes of data."""
+    header = nib.Nifti1Header()
+    header.set_data_shape((30000, 30000, 30000))
+    header.set_data_dtype(np.float32)
+    header["vox_offset"] = 352
+    header.set_sform(np.eye(4), code=1)
+    with gzip.open(path, "wb") as f:
+        f.write(header.binaryblock + b"\0" * 1004)
+
+
 @pytest.mark.parametrize(
     ("make", "message"),
     [
@@ -61,8 +78,12 @@ def test_singleton_fourth_axis_is_squeezed(tmp_path):
         (lambda p: write(p, np.ones((8, 8, 8, 3), np.float32)), "4D image with 3 volumes"),
         (lambda p: write(p, np.full((8, 8, 8), np.nan, np.float32)), "NaN or Inf"),
         (lambda p: write(p, np.ones((8, 8), np.float32)), "expected a 3D volume"),
+        (lambda p: write(p, np.ones((4, 4, 4), np.complex64)), "complex-valued"),
+        (lambda p: write(p, _rgb()), "not a scalar volume"),
+        (lambda p: write(p, np.zeros((0, 4, 4), np.float32)), "the volume is empty"),
+        (_huge_header, "do not fit|than half of this machine's memory"),
     ],
-    ids=["missing", "garbage", "all-zero", "4d", "nan", "2d"],
+    ids=["missing", "garbage", "all-zero", "4d", "nan", "2d", "complex", "rgb", "empty", "huge"],
 )
 def test_bad_images_name_the_file_and_problem(tmp_path, make, message):
     path = tmp_path / "bad.nii.gz"

@@ -119,3 +119,15 @@ def test_pooled_map_does_not_encode_the_mask():
     mask[0, 0, 4:8, 4:8, 4:8] = 1
     soft = soft_lesion_map(GuidanceConfig(kernel=1, dilation=0), mask, (4, 4, 4), no_encoding)
     assert torch.equal(soft, pooled_lesion_map(mask, (4, 4, 4), kernel=1, dilation=0))
+
+
+def test_alpha0_is_converted_from_the_latent_scale_it_was_set_for():
+    from usbrain.diffusion.guidance import alpha0_in_latent_units
+
+    assert alpha0_in_latent_units(20.0, 0.0, 0.3) == 20.0  # already in our units
+    ours = alpha0_in_latent_units(20.0, 0.18215, 0.3)
+    # the same change of the autoencoder's mean is held alike in both units
+    mean_change = torch.tensor(0.7)
+    theirs_weight = anatomy_weight(mean_change * 0.18215, torch.tensor(0.0), 20.0)
+    ours_weight = anatomy_weight(mean_change * 0.3, torch.tensor(0.0), ours)
+    torch.testing.assert_close(ours_weight, theirs_weight)

@@ -139,3 +139,23 @@ def test_min_snr_objective_weights_each_item():
     expected = (w * torch.stack(per_item)).mean()
     out = weighted(x0, m0, T, eps_x, eps_m, torch.ones(3))
     torch.testing.assert_close(out["loss_brain"], expected)
+
+
+def test_lesion_weighted_brain_loss_weights_each_element_by_the_estimate():
+    denoiser = _random_denoiser()
+    plain = PairedObjective(denoiser, S, clip=5.0)
+    weighted = PairedObjective(denoiser, S, clip=5.0, lesion_weighted=True)
+    x0, m0, eps_x, eps_m = latents(0), latents(1), latents(2), latents(3)
+    keep = torch.ones(3)
+    x_t, m_t = q_sample(S, x0, T, eps_x), q_sample(S, m0, T, eps_m)
+    with torch.no_grad():
+        m0_hat = x0_from_eps(S, m_t, T, denoiser.predict_lesion(m_t, T, x_t)).clamp(-5, 5)
+        out_x = denoiser.predict_brain(x_t, T, m0_hat)
+        expected = ((out_x - eps_x).square() * m0_hat.sigmoid()).mean()
+        got = weighted(x0, m0, T, eps_x, eps_m, keep)
+        torch.testing.assert_close(got["loss_brain"], expected)
+        assert not torch.isclose(plain(x0, m0, T, eps_x, eps_m, keep)["loss_brain"], expected)
+        # the lesion model's loss is untouched
+        torch.testing.assert_close(
+            got["loss_lesion"], plain(x0, m0, T, eps_x, eps_m, keep)["loss_lesion"]
+        )

@@ -165,3 +165,19 @@ def test_exact_denoiser_recovers_a_gaussian_data_distribution(kind):
         x = sampler.step(exact_eps(x, t), t, x, g).prev_sample
     assert abs(float(x.mean()) - mu) < 0.02
     assert 0.8 * sigma < float(x.std()) < 1.05 * sigma  # 50 steps discretise: slightly narrow
+
+
+def test_edit_timesteps_are_the_authors_loop_and_a_sampler_can_use_them():
+    from usbrain.diffusion.samplers import edit_timesteps
+
+    assert edit_timesteps(300, 1) == list(range(299, -1, -1))
+    assert edit_timesteps(10, 4) == [8, 4, 0]
+    with pytest.raises(ValueError):
+        edit_timesteps(10, 0)
+    s = DDIMSampler(S)
+    s.use_timesteps(edit_timesteps(300, 1))
+    assert len(s.timesteps) == 300 and s.previous_timestep(0) == -1
+    assert s.previous_timestep(299) == 298
+    for bad in ([3, 3, 1], [1, 2], [1024, 5], []):
+        with pytest.raises(ValueError):
+            s.use_timesteps(bad)

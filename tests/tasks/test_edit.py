@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -261,3 +263,35 @@ def test_large_lesion_insertion_runs_in_a_crop_with_a_mask_or_a_proposal(monkeyp
     assert far.mean() > 0.5
     assert np.array_equal(result.image.data[far], image.data[far])
     assert not np.array_equal(result.image.data, image.data)
+
+
+@pytest.mark.parametrize("task", ["heal", "lesion"])
+def test_edits_condition_the_brain_model_on_a_clamped_mask_latent(task, pipeline_dir, monkeypatch):
+    from usbrain.tasks.lesion import lesion
+
+    pipe = Pipeline.from_pretrained(pipeline_dir)
+    clip = 0.01
+    diffusion = replace(pipe.config.diffusion, condition_clip=clip)
+    pipe.config = replace(pipe.config, diffusion=diffusion)
+    seen = []
+    real_sample_brain = edit.sample_brain
+
+    def spy(denoiser, sampler, condition, *args, **kwargs):
+        seen.append(condition)
+        return real_sample_brain(denoiser, sampler, condition, *args, **kwargs)
+
+    monkeypatch.setattr(edit, "sample_brain", spy)
+    healthy, mask = phantom_brain(), lesion_mask(**LESION)
+    sick = healthy.copy()
+    sick[mask > 0] = 300.0
+    image = Volume(sick if task == "heal" else healthy, np.diag([2.0, 2.0, 2.0, 1.0]))
+    run = heal if task == "heal" else lesion
+    run(pipe, image, Volume(mask, image.affine), pipe.config.sampling)
+    (condition,) = seen
+    assert condition.abs().max() <= clip
+    # the clamp bit: the latent it comes from (empty mask for heal, the mask itself for
+    # insertion) reaches beyond ±clip
+    mask_m = np.zeros(pipe.config.space.size, np.float32)
+    if task == "lesion":
+        mask_m[6:10, 6:10, 6:10] = 1.0
+    assert common.encode(pipe, mask_m).abs().max() > clip

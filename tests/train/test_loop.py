@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.conftest import micro_config
 from tests.train.worker import STEPS, run
 from usbrain.config import TrainConfig
 from usbrain.errors import ConfigError
@@ -85,3 +86,39 @@ def test_validation_loss_falls_with_training(tmp_path):
         assert last[key] < first[key]
     assert TrainConfig().precision == "fp32"
     assert torch.isfinite(torch.tensor(last["loss"]))
+
+
+def test_clipping_per_model_clips_each_unet_on_its_own():
+    from usbrain.models.denoiser import PairedDenoiser
+    from usbrain.train.loop import clip_gradients, clip_parameter_groups
+
+    model = PairedDenoiser.from_config(micro_config())
+    for p in model.lesion.parameters():
+        p.grad = torch.full_like(p, 10.0)  # large
+    for p in model.brain.parameters():
+        p.grad = torch.full_like(p, 1e-4)  # small: one shared norm would shrink it too
+    small = [p.grad.clone() for p in model.brain.parameters()]
+    groups = clip_parameter_groups(model, per_model=True)
+    assert len(groups) == 2 and len(clip_parameter_groups(model, per_model=False)) == 1
+    before = torch.sqrt(sum(p.grad.square().sum() for p in model.parameters()))
+    norm = clip_gradients(groups, 1.0)
+    torch.testing.assert_close(norm, before)  # reported as one norm over all, before clipping
+    lesion_norm = torch.sqrt(sum(p.grad.square().sum() for p in model.lesion.parameters()))
+    torch.testing.assert_close(lesion_norm, torch.tensor(1.0))
+    for p, g in zip(model.brain.parameters(), small, strict=True):
+        assert torch.equal(p.grad, g)
+
+
+def test_weight_decay_reaches_the_optimizer(tmp_path):
+    decayed = run(
+        tmp_path / "a", False, "train_diffusion.steps=2", "train_diffusion.weight_decay=0.5"
+    )[0]
+    plain = run(tmp_path / "b", False, "train_diffusion.steps=2", "train_diffusion.weight_decay=0")[
+        0
+    ]
+    same = run(tmp_path / "c", False, "train_diffusion.steps=2", "train_diffusion.weight_decay=0")[
+        0
+    ]
+    p = dict(plain.named_parameters())
+    assert all(torch.equal(v, p[k]) for k, v in same.named_parameters())
+    assert any(not torch.equal(v, p[k]) for k, v in decayed.named_parameters())

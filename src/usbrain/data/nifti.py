@@ -7,7 +7,7 @@ input's header. Problems a user can fix raise :class:`~usbrain.errors.InputError
 
 from __future__ import annotations
 
-import zlib
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -62,6 +62,33 @@ def _is_nifti_name(path: Path) -> bool:
     return path.name.endswith(NIFTI_SUFFIXES)
 
 
+def _check_voxel_type(img: nib.Nifti1Image, path: Path) -> None:
+    """Refuse what is not a real-valued scalar volume that fits in memory, before reading it
+    (numpy would cast complex voxels silently to their real part)."""
+    dtype = img.get_data_dtype()
+    if dtype.names is not None or dtype.kind == "V":
+        raise InputError(
+            f"{path}: voxels of type {dtype} (RGB or structured) are not a scalar volume; "
+            "give a single-channel scan"
+        )
+    if dtype.kind == "c":
+        raise InputError(f"{path}: complex-valued voxels; give the magnitude image")
+    if dtype.kind not in "biuf":
+        raise InputError(f"{path}: voxels of type {dtype} are not numbers")
+    if 0 in img.shape:
+        raise InputError(f"{path}: the volume is empty (shape {img.shape})")
+    needed = int(np.prod(img.shape, dtype=np.float64)) * 8  # read as float64
+    if needed > _memory_bytes() // 2:
+        raise InputError(
+            f"{path}: {img.shape} voxels need {needed / 2**30:.1f} GiB to read, more than "
+            "half of this machine's memory"
+        )
+
+
+def _memory_bytes() -> int:
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
 def _read(path: str | Path) -> tuple[np.ndarray, nib.Nifti1Image, Path]:
     """Open ``path`` as NIfTI and read its voxels (scl_slope/inter applied) as float64 3D."""
     path = Path(path)
@@ -77,9 +104,12 @@ def _read(path: str | Path) -> tuple[np.ndarray, nib.Nifti1Image, Path]:
         raise InputError(f"{path}: not a readable NIfTI file ({_oneline(exc)})") from None
     if not isinstance(img, nib.Nifti1Image | nib.Nifti2Image):
         raise InputError(f"{path}: not a NIfTI image (nibabel read it as {type(img).__name__})")
+    _check_voxel_type(img, path)
     try:
         data = np.asarray(img.dataobj, dtype=np.float64)
-    except (OSError, EOFError, ValueError, zlib.error) as exc:
+    except MemoryError:
+        raise InputError(f"{path}: {img.shape} voxels do not fit in memory") from None
+    except Exception as exc:  # nibabel, numpy and zlib raise many types for broken data
         raise InputError(f"{path}: unreadable or truncated voxel data ({_oneline(exc)})") from None
     while data.ndim > 3 and data.shape[-1] == 1:  # (X, Y, Z, 1) is a 3D volume saved as 4D
         data = data[..., 0]

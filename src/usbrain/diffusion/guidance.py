@@ -39,8 +39,21 @@ def acg_strength(t: int, horizon: int, alpha0: float, decay: float) -> float:
     return alpha0 * math.exp(-decay * t / horizon)
 
 
+def alpha0_in_latent_units(alpha0: float, alpha0_scale: float, scale_factor: float) -> float:
+    """ACG's ``alpha0`` for latents scaled by ``scale_factor`` when it was set for latents scaled
+    by ``alpha0_scale`` (0: it already is in ours). ``lam = exp(-alpha |x0_hat - x_src|)`` must
+    hold the same change of the autoencoder's mean equally: distances grow with the scale, so
+    alpha shrinks with it. The authors' 20 is for mean × 0.18215.
+
+    >>> alpha0_in_latent_units(20.0, 0.18215, 0.5)
+    7.286
+    """
+    return alpha0 if not alpha0_scale else alpha0 * alpha0_scale / scale_factor
+
+
 def anatomy_weight(x0_hat: torch.Tensor, x_src: torch.Tensor, alpha: float) -> torch.Tensor:
-    """ACG's ``lam = exp(-alpha |x0_hat - x_src|)`` per latent element, in (0, 1]."""
+    """ACG's ``lam = exp(-alpha |x0_hat - x_src|)`` per latent element, in (0, 1]. A larger
+    ``alpha`` holds *less*: the same departure from the source gives a smaller pull back."""
     return torch.exp(-alpha * (x0_hat - x_src).abs())
 
 

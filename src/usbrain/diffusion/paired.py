@@ -37,6 +37,12 @@ class Stage(StrEnum):
     BRAIN = "brain"
 
 
+def clamp_condition(mask_latent: torch.Tensor, clip: float) -> torch.Tensor:
+    """A mask latent as the brain model may see it: clamped to ``±clip``, the range its
+    condition (the one-step estimate) has in training. Every condition goes through here."""
+    return mask_latent.clamp(-clip, clip)
+
+
 def lesion_condition(
     schedule: NoiseSchedule,
     m_t: torch.Tensor,
@@ -45,7 +51,7 @@ def lesion_condition(
     clip: float,
 ) -> torch.Tensor:
     """The brain model's condition: the clamped one-step estimate of the clean mask latent."""
-    return x0_from_eps(schedule, m_t, t, eps_m_hat).clamp(-clip, clip)
+    return clamp_condition(x0_from_eps(schedule, m_t, t, eps_m_hat), clip)
 
 
 def brain_condition(
@@ -70,7 +76,9 @@ class PairedObjective(nn.Module):
 
     Latents (B, C, d, h, w); ``t`` (B,) int; ``keep`` (B,) float {0, 1}: 0 drops the brain
     model's condition. ``stage`` selects what is trained (staged training freezes the other).
-    ``min_snr_gamma`` > 0 weights each item's MSE by :func:`min_snr_weights` (0: plain MSE).
+    ``min_snr_gamma`` > 0 weights each item's MSE by :func:`min_snr_weights` (0: plain MSE);
+    ``lesion_weighted`` weights the brain model's squared error by ``sigmoid(m0_hat)`` (the
+    authors' ``loss_weight_flag``).
     """
 
     def __init__(
@@ -81,6 +89,7 @@ class PairedObjective(nn.Module):
         coupling: Coupling = Coupling.ESTIMATE,
         prediction: PredictionType = PredictionType.EPSILON,
         min_snr_gamma: float = 0.0,
+        lesion_weighted: bool = False,
     ) -> None:
         super().__init__()
         self.denoiser = denoiser
@@ -89,6 +98,7 @@ class PairedObjective(nn.Module):
         self.coupling = coupling
         self.prediction = prediction
         self.min_snr_gamma = min_snr_gamma
+        self.lesion_weighted = lesion_weighted
         self.stage = Stage.JOINT
 
     def forward(
@@ -111,7 +121,8 @@ class PairedObjective(nn.Module):
         m0_hat = brain_condition(self.coupling, self.schedule, m_t, t, eps_m_hat.float(), self.clip)
         condition = m0_hat * keep.reshape(-1, *([1] * (m0_hat.ndim - 1)))
         out_x = self.denoiser.predict_brain(x_t, t, condition)
-        loss_brain = self._mse(out_x.float(), self._target(x0, t, eps_x), t)
+        weight = m0_hat.sigmoid() if self.lesion_weighted else None
+        loss_brain = self._mse(out_x.float(), self._target(x0, t, eps_x), t, weight)
         loss = loss_brain if self.stage is Stage.BRAIN else loss_lesion + loss_brain
         return {
             "loss": loss,
@@ -119,10 +130,23 @@ class PairedObjective(nn.Module):
             "loss_brain": loss_brain.detach(),
         }
 
-    def _mse(self, output: torch.Tensor, target: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        if not self.min_snr_gamma:
+    def _mse(
+        self,
+        output: torch.Tensor,
+        target: torch.Tensor,
+        t: torch.Tensor,
+        weight: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Mean squared error, each element weighted by ``weight`` (same shape) if given, each
+        item by its Min-SNR weight if ``min_snr_gamma``."""
+        if not self.min_snr_gamma and weight is None:
             return F.mse_loss(output, target)
-        per_item = (output - target).square().flatten(1).mean(1)
+        error = (output - target).square()
+        if weight is not None:
+            error = error * weight
+        if not self.min_snr_gamma:
+            return error.mean()
+        per_item = error.flatten(1).mean(1)
         weights = min_snr_weights(self.prediction, self.schedule, t, self.min_snr_gamma)
         return (weights * per_item).mean()
 

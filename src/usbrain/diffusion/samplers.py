@@ -12,6 +12,7 @@ generation starts from the last training step, where the latent really is pure n
 from __future__ import annotations
 
 import copy
+import itertools
 import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -43,6 +44,18 @@ def trailing_timesteps(num_train: int, num_steps: int) -> list[int]:
     return [round(num_train - i * stride) - 1 for i in range(num_steps)]
 
 
+def edit_timesteps(t_start: int, stride: int) -> list[int]:
+    """Every ``stride``-th training timestep below ``t_start``, descending to 0: the authors'
+    edit loop (``reversed(range(0, t_start, stride))``; stride 1 visits all ``t_start``).
+
+    >>> edit_timesteps(7, 3)
+    [6, 3, 0]
+    """
+    if not 1 <= stride <= t_start:
+        raise ValueError(f"stride must be between 1 and t_start={t_start}, got {stride}")
+    return list(range(0, t_start, stride))[::-1]
+
+
 def _alpha_bar(schedule: NoiseSchedule, t: int) -> float:
     """ab_t, with ab_{-1} = 1 (the step after the last one lands on the clean latent)."""
     return 1.0 if t < 0 else float(schedule.alphas_cumprod[t])
@@ -69,7 +82,15 @@ class Sampler(ABC):
         return self.schedule.num_timesteps
 
     def set_timesteps(self, num_steps: int) -> None:
-        self.timesteps = trailing_timesteps(self.num_train_timesteps, num_steps)
+        self.use_timesteps(trailing_timesteps(self.num_train_timesteps, num_steps))
+
+    def use_timesteps(self, timesteps: list[int]) -> None:
+        """Sample on exactly these training timesteps (strictly descending, in [0, T))."""
+        if not timesteps or any(a <= b for a, b in itertools.pairwise(timesteps)):
+            raise ValueError(f"timesteps must be strictly descending, got {timesteps[:4]}…")
+        if timesteps[0] >= self.num_train_timesteps or timesteps[-1] < 0:
+            raise ValueError(f"timesteps must lie in [0, {self.num_train_timesteps})")
+        self.timesteps = list(timesteps)
         self._prev = dict(zip(self.timesteps, [*self.timesteps[1:], -1], strict=True))
 
     def fresh(self) -> Sampler:
@@ -175,11 +196,11 @@ class DPMSolverPP2M(Sampler):
     with ``D = x0_hat`` on the first step (this is DDIM) and the second-order combination
     ``D = (1 + 1/(2r)) x0_hat - 1/(2r) x0_hat_last``, ``r = h_last / h``, after it. The last step
     lands on the clean estimate. It remembers the last estimate: one instance per chain
-    (:meth:`fresh`), and :meth:`set_timesteps` starts over.
+    (:meth:`fresh`), and :meth:`set_timesteps` / :meth:`use_timesteps` start over.
     """
 
-    def set_timesteps(self, num_steps: int) -> None:
-        super().set_timesteps(num_steps)
+    def use_timesteps(self, timesteps: list[int]) -> None:
+        super().use_timesteps(timesteps)
         self._last: tuple[torch.Tensor, float] | None = None
 
     def fresh(self) -> DPMSolverPP2M:

@@ -24,9 +24,10 @@ from usbrain.data.preprocess import (
     resample,
     voxels_outside_model_grid,
 )
+from usbrain.diffusion.paired import clamp_condition
 from usbrain.diffusion.prediction import NoisePredictor
-from usbrain.diffusion.samplers import Sampler, make_sampler
-from usbrain.errors import InputError
+from usbrain.diffusion.samplers import Sampler, edit_timesteps, make_sampler
+from usbrain.errors import ConfigError, InputError
 from usbrain.models.denoiser import AutocastDenoiser, CompiledDenoiser, PairedDenoiser
 from usbrain.pipeline import Pipeline
 
@@ -53,13 +54,16 @@ TILE_OVERLAP = 0.25
 @dataclass
 class Result:
     """One task output: ``image`` and ``mask`` as :class:`Volume` (native or model grid),
-    the ``source`` scan for side-by-side figures (None for generation), and ``info``: what
-    produced it and what was checked, written to the JSON sidecar."""
+    the ``source`` scan for side-by-side figures (None for generation), ``info``: what
+    produced it and what was checked, written to the JSON sidecar, and ``maps``."""
 
     image: Volume
     mask: Volume
     source: Volume | None = None
     info: dict[str, Any] = field(default_factory=dict)
+    # More float32 volumes on the image's grid, each written as ``<name>.nii.gz`` ("anomaly",
+    # "std").
+    maps: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def generator(seed: int) -> torch.Generator:
@@ -67,9 +71,43 @@ def generator(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(int(seed))
 
 
+def check_samples(samples: int) -> None:
+    if samples < 1:
+        raise InputError(f"--samples {samples}: must be 1 or more")
+
+
+def mean_and_std(outputs: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray | None]:
+    """The voxel-wise mean of ``K`` same-shaped outputs and their standard deviation (float32;
+    None for one output, which comes back as it is)."""
+    if len(outputs) == 1:
+        return outputs[0], None
+    stack = np.stack(outputs).astype(np.float64)
+    return stack.mean(0).astype(np.float32), stack.std(0).astype(np.float32)
+
+
 def sampler_for(pipe: Pipeline, sampling: SamplingConfig) -> Sampler:
     sampler = make_sampler(sampling.sampler, pipe.schedule, sampling.eta)
     sampler.set_timesteps(sampling.steps)
+    return sampler
+
+
+def edit_sampler(pipe: Pipeline, sampling: SamplingConfig, t_start: int) -> Sampler:
+    """The sampler of an edit noised to ``t_start``; its ``timesteps`` are the edit's:
+    every ``sampling.edit_stride``-th below ``t_start``, or (stride 0) the ``sampling.steps``
+    grid's at or below it."""
+    T = pipe.schedule.num_timesteps
+    if not 0 < t_start < T:
+        raise ConfigError(f"t_start {t_start}: must be between 1 and {T - 1}")
+    sampler = sampler_for(pipe, sampling)
+    try:
+        if sampling.edit_stride:
+            sampler.use_timesteps(edit_timesteps(t_start, sampling.edit_stride))
+        else:
+            sampler.use_timesteps(sampler.timesteps_from(t_start))
+    except ValueError as exc:
+        raise ConfigError(
+            f"{exc} (steps={sampling.steps}, edit_stride={sampling.edit_stride})"
+        ) from None
     return sampler
 
 
@@ -148,6 +186,14 @@ def empty_mask_latent(pipe: Pipeline) -> torch.Tensor:
     if "empty_mask" not in pipe.cache:
         pipe.cache["empty_mask"] = encode(pipe, np.zeros(pipe.config.space.size, np.float32))
     return pipe.cache["empty_mask"]
+
+
+def mask_condition(pipe: Pipeline, mask_latent: torch.Tensor) -> torch.Tensor:
+    """What the brain model sees of a known mask (a given one, or the empty mask for healthy
+    output) in every task: its latent (1, C, d, h, w) clamped to ±``diffusion.condition_clip``,
+    the range its condition has in training. A crisp mask's latent reaches ±12; unclamped,
+    conditioned cortical strokes came out as signal voids (docs/method.md)."""
+    return clamp_condition(mask_latent, pipe.config.diffusion.condition_clip)
 
 
 def model_grid_volume(data: np.ndarray, pipe: Pipeline) -> Volume:

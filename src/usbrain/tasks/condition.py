@@ -26,6 +26,7 @@ from usbrain.tasks.common import (
     device_of,
     encode,
     generator,
+    mask_condition,
     mask_geometry,
     require_mask_conditioning,
     sampler_for,
@@ -47,13 +48,8 @@ def condition(
     mask_m = to_model(mask, geometry, VolumeKind.MASK)
     if not mask_m.any():
         raise InputError(f"{mask.name}: the lesion vanishes at the model's resolution")
-    # Clamped as the brain model's condition is in training (a crisp mask's latent reaches ±12,
-    # the one-step estimates it trains on stop at ±clip): unclamped, cortical strokes came out as
-    # signal voids open to the surface (held-out masks inside the generated brain, median 0.86
-    # → 0.90 with (16, 32, 32) denoisers trained on the demo's latents; on validation and
-    # training masks no mask got worse).
     clip = pipe.config.diffusion.condition_clip
-    condition_latent = encode(pipe, mask_m).clamp(-clip, clip)
+    condition_latent = mask_condition(pipe, encode(pipe, mask_m))
     sampler = sampler_for(pipe, sampling)
     denoiser = denoiser_for(pipe, sampling)
     device = device_of(pipe)

@@ -20,7 +20,7 @@ anyway, so the crop gives up context the edit could not use, at a fraction of th
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -31,19 +31,24 @@ from usbrain.data.geometry import Geometry
 from usbrain.data.nifti import Volume
 from usbrain.data.preprocess import Prepared, VolumeKind, brain_mask, to_native
 from usbrain.diffusion.chains import Guidance, randn, sample_brain
-from usbrain.diffusion.guidance import ConsistencyGuidance, pooled_lesion_map, soft_lesion_map
+from usbrain.diffusion.guidance import (
+    ConsistencyGuidance,
+    alpha0_in_latent_units,
+    pooled_lesion_map,
+    soft_lesion_map,
+)
 from usbrain.diffusion.schedule import NoiseSchedule, q_sample
-from usbrain.errors import ConfigError
 from usbrain.pipeline import Pipeline
 from usbrain.tasks.common import (
     decode,
     denoiser_for,
     device_of,
     dilate,
+    edit_sampler,
     empty_mask_latent,
     encode,
     is_large,
-    sampler_for,
+    mask_condition,
 )
 
 BLEND_DILATION = 2  # model-space voxels around the lesion that --blend lets change
@@ -230,16 +235,11 @@ def edit(
     Returns the edited native image (float32, the input's shape) and what the sidecar records.
     """
     guidance_for = guidance_for or consistency_guidance
-    sampler = sampler_for(pipe, sampling)
-    if not 0 < t_start < pipe.schedule.num_timesteps:
-        raise ConfigError(
-            f"t_start {t_start}: must be between 1 and {pipe.schedule.num_timesteps - 1}"
-        )
-    try:
-        timesteps = sampler.timesteps_from(t_start)
-    except ValueError as exc:
-        raise ConfigError(f"{exc} (steps={sampling.steps})") from None
-    cfg = sampling.guidance
+    sampler = edit_sampler(pipe, sampling, t_start)
+    timesteps = sampler.timesteps
+    g = sampling.guidance
+    alpha0 = alpha0_in_latent_units(g.alpha0, g.alpha0_scale, float(pipe.autoencoder.scale_factor))
+    cfg = replace(g, alpha0=alpha0, alpha0_scale=0.0)
     f = pipe.config.autoencoder.downsampling
     crop = edit_region(pipe, lesion_m, cfg)
     model_crop = scaled(crop, f) if crop else (slice(None),) * 3
@@ -247,7 +247,7 @@ def edit(
     image_c, lesion_c = prepared.image[model_crop], lesion_m[model_crop]
     x_src = encode(pipe, image_c) if x_src is None else x_src[latent_crop]
     empty = empty_mask_latent(pipe)[latent_crop]
-    condition = empty if condition_m is None else encode(pipe, condition_m[model_crop])
+    given = empty if condition_m is None else encode(pipe, condition_m[model_crop])
 
     device = device_of(pipe)
     noise = randn(tuple(x_src.shape), gen, device)
@@ -264,7 +264,7 @@ def edit(
     x_edit = sample_brain(
         denoiser_for(pipe, sampling),
         sampler,
-        condition,
+        mask_condition(pipe, given),
         start,
         timesteps,
         gen,
@@ -289,10 +289,12 @@ def edit(
     info = {
         "t_start": int(timesteps[0]),
         "steps_taken": len(timesteps),
+        "alpha0_in_latent_units": alpha0,
         "blend": blend,
-        "mean_abs_change_in_lesion_model": float(np.abs(delta)[lesion_m > 0].mean()),
         "mean_abs_change_outside_model": float(np.abs(delta)[~dilate(lesion_m, 1)].mean()),
     }
+    if lesion_m.any():
+        info["mean_abs_change_in_lesion_model"] = float(np.abs(delta)[lesion_m > 0].mean())
     if crop:
         info["edited_latent_crop"] = [[b.start, b.stop] for b in crop]
     if box is not None:

@@ -1,8 +1,10 @@
 """Writing task results: one folder per result, complete or absent.
 
 Each result folder holds ``image.nii.gz`` (float32), ``mask.nii.gz`` (uint8), ``montage.png``
-(input and output side by side for edits, the lesion outlined) and ``usbrain.json`` (command,
-parameters, seed, inputs, checkpoint hash, package versions). Nothing in the sidecar depends on
+(input and output side by side for edits, the lesion outlined), ``usbrain.json`` (command,
+parameters, seed, inputs, checkpoint hash, package versions) and the result's maps (float32 on
+the image's grid): ``std.nii.gz`` for an edit of several samples, ``anomaly.nii.gz`` for heal
+without a mask. Nothing in the sidecar depends on
 the time of the run, so the same seed gives byte-identical folders.
 
 :func:`export_nnunet` lays results out as an nnU-Net v2 raw dataset.
@@ -54,6 +56,10 @@ def write_result(
         like = result.source
         save_nifti(tmp / IMAGE, result.image.data.astype("float32"), result.image.affine, like=like)
         save_nifti(tmp / MASK, result.mask.data.astype("uint8"), result.mask.affine, like=like)
+        for name, data in result.maps.items():
+            save_nifti(
+                tmp / f"{name}.nii.gz", data.astype("float32"), result.image.affine, like=like
+            )
         rows = [("output", result.image.data, result.mask.data)]
         if result.source is not None:
             rows.insert(0, ("input", result.source.data, result.mask.data))

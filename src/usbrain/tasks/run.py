@@ -20,7 +20,7 @@ from usbrain.data.nifti import load_image, load_mask
 from usbrain.errors import InputError
 from usbrain.files import atomic_dir, check_writable
 from usbrain.pipeline import Pipeline
-from usbrain.tasks.common import Result, match_mask_grid
+from usbrain.tasks.common import Result, check_samples, match_mask_grid
 from usbrain.tasks.condition import condition
 from usbrain.tasks.generate import generate
 from usbrain.tasks.heal import heal
@@ -50,6 +50,7 @@ class EditOptions:
     blend: bool = False
     threshold: float | None = None
     resample_mask: bool = False
+    samples: int = 1  # seeds averaged into the result (its std is written too)
 
 
 @dataclass(frozen=True)
@@ -178,7 +179,9 @@ def run_condition(
 
 
 def run_edit(command: str, options: TaskOptions, jobs: list[Job], edit: EditOptions) -> list[Path]:
-    """``usbrain heal`` / ``usbrain lesion`` (lesion without a mask proposes one)."""
+    """``usbrain heal`` / ``usbrain lesion`` (heal without a mask finds the lesion, lesion
+    without one proposes it)."""
+    check_samples(edit.samples)
     pending = _pending(jobs, options)
     _check_export(options)
     pipe, sampling = load_pipeline(options)
@@ -200,6 +203,7 @@ def run_edit(command: str, options: TaskOptions, jobs: list[Job], edit: EditOpti
                 edit.t_start,
                 edit.blend,
                 options.progress,
+                samples=edit.samples,
             )
         inputs = {"image": str(job.image), "mask": None if job.mask is None else str(job.mask)}
         record = sidecar(command, sampling, inputs, result, origin)

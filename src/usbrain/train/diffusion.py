@@ -52,7 +52,13 @@ class DiffusionJob:
         d = config.diffusion
         # Validation (validation_loss) stays plain MSE, comparable across weightings.
         self.objective = PairedObjective(
-            self.model, self.schedule, d.condition_clip, d.coupling, d.prediction, d.min_snr_gamma
+            self.model,
+            self.schedule,
+            d.condition_clip,
+            d.coupling,
+            d.prediction,
+            d.min_snr_gamma,
+            d.lesion_weighted_loss,
         )
         self.train = train
         self.val = val

@@ -79,6 +79,22 @@ def ema_update(decay: float):
     return update
 
 
+def clip_parameter_groups(model: nn.Module, per_model: bool) -> list[list[nn.Parameter]]:
+    """The parameter groups whose gradients are clipped together: each top-level child of
+    ``model`` (each U-Net of the paired denoiser) with ``per_model``, else all of them."""
+    if not per_model:
+        return [list(model.parameters())]
+    groups = [list(child.parameters()) for child in model.children()]
+    return [group for group in groups if group]
+
+
+def clip_gradients(groups: list[list[nn.Parameter]], max_norm: float) -> torch.Tensor:
+    """Clip each group's gradient norm to ``max_norm``; returns the norm over all groups before
+    clipping (what one group over all parameters would report)."""
+    norms = [torch.nn.utils.clip_grad_norm_(group, max_norm) for group in groups]
+    return torch.stack(norms).square().sum().sqrt() if len(norms) > 1 else norms[0]
+
+
 def lr_factor(step: int, total: int, warmup: int, cosine: bool) -> float:
     """Learning-rate multiplier at ``step`` (0-based): linear warm-up, then constant or cosine.
 
@@ -159,8 +175,13 @@ def train(
     ema = AveragedModel(model, multi_avg_fn=ema_update(tc.ema_decay), use_buffers=True)
     # Fused: one kernel for all parameters (the tiny U-Nets' step: 44 ms → 10 ms on 2 cores).
     optimizer = torch.optim.AdamW(
-        model.parameters(), lr=tc.lr, betas=tuple(tc.adam_betas), fused=True
+        model.parameters(),
+        lr=tc.lr,
+        betas=tuple(tc.adam_betas),
+        weight_decay=tc.weight_decay,
+        fused=True,
     )
+    clip_groups = clip_parameter_groups(model, tc.clip_per_model)
     use_scaler = tc.precision is Precision.FP16 and device.type == "cuda"
     scaler = torch.amp.GradScaler(device.type, enabled=use_scaler)
 
@@ -234,7 +255,7 @@ def train(
             for key, value in losses.items():
                 logs[key] = logs.get(key, 0.0) + float(value.detach()) / tc.grad_accumulation
         scaler.unscale_(optimizer)
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
+        grad_norm = clip_gradients(clip_groups, tc.grad_clip)
         scaler.step(optimizer)
         scaler.update()
         optimizer.zero_grad(set_to_none=True)
