@@ -1,9 +1,11 @@
 """Peak memory and time to encode and decode one volume with the autoencoder, whole-volume
-against tiled (MONAI sliding window, Gaussian-blended overlap), at the paper preset (160³).
-Each mode runs in its own process so its peak RSS is its own; the tiled output is compared with
-the whole-volume one (PSNR of the decoded volume; random weights unless --checkpoint).
+against streamed (``Autoencoder.encode_streamed`` / ``decode_streamed``: block by block in slabs,
+GroupNorm over the whole tensor), at the paper preset (160³). Each mode runs in its own process
+so its peak RSS is its own; the streamed latent and decoded volume are compared with the
+whole-volume ones (max |Δ|, the volume in its [0, 1] intensity range; random weights unless
+--checkpoint).
 
-    python bench/memory.py [--preset paper] [--tile 12] [--overlap 0.25] [--checkpoint PIPELINE]
+    python bench/memory.py [--preset paper] [--rows N] [--checkpoint PIPELINE]
 """
 
 from __future__ import annotations
@@ -41,17 +43,19 @@ def _volume(shape) -> torch.Tensor:
 
 
 def run_one(args: argparse.Namespace) -> None:
-    mode, tile = args.child, args.tile
+    mode = args.child
     ae = _ae(args.preset, args.checkpoint)
     x = _volume(tuple(load_config(args.preset).space.size))
     start = time.perf_counter()
     with torch.inference_mode():
         if mode == "whole":
-            y = ae.decode(ae.encode(x))
+            z = ae.encode(x)
+            y = ae.decode(z)
         else:
-            y = ae.decode_tiled(ae.encode_tiled(x, tile, args.overlap), tile, args.overlap)
+            z = ae.encode_streamed(x, args.rows)
+            y = ae.decode_streamed(z, args.rows)
     seconds = time.perf_counter() - start
-    torch.save(y, args.out)
+    torch.save({"z": z, "y": y}, args.out)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     print(json.dumps({"mode": mode, "seconds": seconds, "peak_gib": peak}))
 
@@ -59,8 +63,7 @@ def run_one(args: argparse.Namespace) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="paper", choices=["tiny", "paper"])
-    parser.add_argument("--tile", type=int, default=12, help="latent voxels per window")
-    parser.add_argument("--overlap", type=float, default=0.25)
+    parser.add_argument("--rows", type=int, default=None, help="rows per slab (default: auto)")
     parser.add_argument("--checkpoint", default=None)
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--out", default=None, help=argparse.SUPPRESS)
@@ -69,7 +72,7 @@ def main() -> None:
         run_one(args)
         return
     results = {}
-    for mode in ("whole", "tiled"):
+    for mode in ("whole", "streamed"):
         cmd = [
             sys.executable,
             __file__,
@@ -77,36 +80,33 @@ def main() -> None:
             mode,
             "--preset",
             args.preset,
-            "--tile",
-            str(args.tile),
-            "--overlap",
-            str(args.overlap),
             "--out",
             f"/tmp/usbrain_memory_{mode}.pt",
         ]
         if args.checkpoint:
             cmd += ["--checkpoint", args.checkpoint]
+        if args.rows:
+            cmd += ["--rows", str(args.rows)]
         line = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
         results[mode] = json.loads(line.strip().splitlines()[-1])
     whole = torch.load("/tmp/usbrain_memory_whole.pt")
-    tiled = torch.load("/tmp/usbrain_memory_tiled.pt")
-    mse = float((whole - tiled).square().mean())
-    rng = float(whole.max() - whole.min())
-    psnr = 10 * torch.log10(torch.tensor(rng**2 / mse)).item() if mse > 0 else float("inf")
+    streamed = torch.load("/tmp/usbrain_memory_streamed.pt")
+    dz = float((whole["z"] - streamed["z"]).abs().max())
+    dy = float((whole["y"].clamp(0, 1) - streamed["y"].clamp(0, 1)).abs().max())
     size = load_config(args.preset).space.size
     print(
-        f"{args.preset} preset, {size} volume, tile {args.tile} latent voxels, overlap "
-        f"{args.overlap}, "
-        f"{torch.get_num_threads()} threads, {'trained' if args.checkpoint else 'random'} weights"
+        f"{args.preset} preset, {size} volume, {torch.get_num_threads()} threads, "
+        f"{'trained' if args.checkpoint else 'random'} weights"
     )
-    print(f"{'mode':<8}{'encode+decode s':>16}{'peak RSS GiB':>14}")
+    print(f"{'mode':<10}{'encode+decode s':>16}{'peak RSS GiB':>14}")
     for mode, r in results.items():
-        print(f"{mode:<8}{r['seconds']:16.1f}{r['peak_gib']:14.2f}")
-    print(f"tiled vs whole decoded volume: PSNR {psnr:.1f} dB")
-    ratio = results["whole"]["peak_gib"] / results["tiled"]["peak_gib"]
+        print(f"{mode:<10}{r['seconds']:16.1f}{r['peak_gib']:14.2f}")
+    print(f"streamed vs whole: latent max |Δ| {dz:.2e}, decoded volume max |Δ| {dy:.2e} of [0, 1]")
+    w, st = results["whole"], results["streamed"]
     print(
-        f"summary: tiled coding peaks at {1 / ratio:.2f}× the memory of whole-volume coding "
-        f"({results['tiled']['peak_gib']:.2f} vs {results['whole']['peak_gib']:.2f} GiB)"
+        f"summary: streamed coding peaks at {st['peak_gib'] / w['peak_gib']:.2f}× the memory of "
+        f"whole-volume coding ({st['peak_gib']:.2f} vs {w['peak_gib']:.2f} GiB) in "
+        f"{st['seconds'] / w['seconds']:.2f}× its time, max |Δ| {dy:.1e}"
     )
 
 

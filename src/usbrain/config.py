@@ -200,6 +200,9 @@ class GuidanceConfig:
     # scale factor); 0.18215, the authors' (mean × 0.18215), in which their alpha0 = 20 is set.
     # alpha0 is converted by alpha0_scale / scale_factor, so the hold means what theirs means.
     alpha0_scale: float = 0.0
+    # alpha0 of heal without a mask (0: alpha0). With no lesion map to release, ACG alone decides
+    # how far the model may move anywhere, so it is chosen on its own.
+    alpha0_without_mask: float = 0.0
     decay: float = 0.5
     lesion_scale: float = 1.0  # s: how fully anatomy is released inside the lesion
     kernel: int = 5  # AvgPool3d kernel (model-space voxels)
@@ -226,6 +229,10 @@ class SamplingConfig:
     # there (a 50-step grid gives heal 14 of them); k, every k-th timestep (1: all t_start of
     # them, the authors' 300 for heal and 500 for insertion).
     edit_stride: int = 0
+    # Large volumes (e.g. 160³) only: edit a latent crop around the lesion instead of the whole
+    # latent — faster, but an approximation (the U-Nets train on whole latents; its measured
+    # error is in tasks/edit.py and bench/heal_160.py).
+    edit_crop: bool = False
     threshold: float = 0.5  # decoded mask → binary
     find_lesion: FindLesion = FindLesion.ANOMALY
     # find_lesion = anomaly: a voxel is lesion where |input − healed| exceeds this fraction of
@@ -331,7 +338,7 @@ class Config:
                 raise ConfigError(f"sampling.{key}: must be between 1 and {T - 1}")
         if self.sampling.guidance.kernel < 1 or self.sampling.guidance.kernel % 2 == 0:
             raise ConfigError("sampling.guidance.kernel: must be an odd positive integer")
-        for key in ("dilation", "heal_extra_dilation", "alpha0_scale"):
+        for key in ("dilation", "heal_extra_dilation", "alpha0_scale", "alpha0_without_mask"):
             if getattr(self.sampling.guidance, key) < 0:
                 raise ConfigError(f"sampling.guidance.{key}: must be 0 or more")
         stride = self.sampling.edit_stride
@@ -482,7 +489,12 @@ PRESETS: dict[str, dict[str, Any]] = {
             "t_start_lesion": 700,
             "condition_scale": 3.0,
             "condition_input": "estimate",
-            "guidance": {"alpha0": 1.0},
+            # Heal without a mask (bench/heal_without_mask.py on the 3 validation subjects;
+            # in-lesion MAE ratio / PSNR outside / best anomaly Dice): alpha0 1: 0.88 / 39.3 dB /
+            # 0.20 at threshold 0.1; 1.5: 0.78 / 34.7 dB / 0.45 at 0.15; 2: 0.71 / 31.6 dB / 0.37
+            # at 0.2; 3: 0.62 / 28.1 dB / 0.17. The lesion chain as a segmenter: Dice 0 in all.
+            "anomaly_threshold": 0.15,
+            "guidance": {"alpha0": 1.0, "alpha0_without_mask": 1.5},
         },
     },
 }

@@ -1,4 +1,4 @@
-"""Task-level coding: whole volumes below the size threshold, sliding windows above it."""
+"""Task-level coding: whole volumes below the size threshold, slabs above it (same result)."""
 
 from __future__ import annotations
 
@@ -26,9 +26,9 @@ def _pipe_and_volume() -> tuple[Pipeline, np.ndarray]:
     return pipe, preprocess(image, pipe.config.space).image
 
 
-def _count_tiled_calls(monkeypatch, pipe: Pipeline) -> list[str]:
+def _count_streamed_calls(monkeypatch, pipe: Pipeline) -> list[str]:
     calls: list[str] = []
-    for name in ("encode_tiled", "decode_tiled"):
+    for name in ("encode_streamed", "decode_streamed"):
         method = getattr(pipe.autoencoder, name)
         monkeypatch.setattr(
             pipe.autoencoder,
@@ -44,44 +44,25 @@ def test_the_paper_size_is_large_and_the_tiny_preset_is_not():
     assert not common.is_large((128, 128, 120)) and common.is_large((128, 128, 128))
 
 
-def test_the_window_fits_the_latent_and_starts_on_its_grid():
-    pipe = Pipeline.build(load_config("paper"))
-    assert common.tile_latent(pipe, (20, 20, 20)) == 12  # 96 voxels at 8× downsampling
-    assert common.tile_latent(pipe, (20, 20, 10)) == 8  # no larger than the latent
-    tiny = Pipeline.build(load_config("tiny"))
-    assert common.tile_latent(tiny, (40, 40, 40)) == 24  # 96 voxels at 4×
-
-
 def test_small_volumes_are_coded_whole(monkeypatch):
     pipe, volume = _pipe_and_volume()
-    calls = _count_tiled_calls(monkeypatch, pipe)
+    calls = _count_streamed_calls(monkeypatch, pipe)
     z = common.encode(pipe, volume)
     common.decode(pipe, z)
     assert calls == []
     torch.testing.assert_close(z, pipe.autoencoder.encode(torch.as_tensor(volume)[None, None]))
 
 
-def test_large_volumes_are_coded_by_windows(monkeypatch):
+def test_large_volumes_are_coded_in_slabs_with_the_whole_volume_result(monkeypatch):
     pipe, volume = _pipe_and_volume()  # 16³, 8³ latents
     z = common.encode(pipe, volume)
     x = common.decode(pipe, z)
     monkeypatch.setattr(common, "LARGE_VOLUME_VOXELS", 15**3)  # 16³ counts as large
-    calls = _count_tiled_calls(monkeypatch, pipe)
-    # One window spanning the volume: the tiled path (window size, scale factor, cropping) gives
-    # the whole-volume result.
-    monkeypatch.setattr(common, "TILE_VOXELS", 16)
-    zt = common.encode(pipe, volume)
-    xt = common.decode(pipe, z)
-    assert calls == ["encode_tiled", "decode_tiled"]
-    torch.testing.assert_close(zt, z, atol=1e-5, rtol=1e-5)
-    np.testing.assert_allclose(xt, x, atol=1e-5)
-    # Smaller windows: same shapes. Their values differ from whole-volume coding through the
-    # per-window GroupNorm statistics, by how much depends on the weights (bench/memory.py
-    # --checkpoint measures it on a trained model).
-    monkeypatch.setattr(common, "TILE_VOXELS", 8)
-    assert common.encode(pipe, volume).shape == z.shape
-    assert common.decode(pipe, z).shape == x.shape
-    assert calls == ["encode_tiled", "decode_tiled"] * 2
+    calls = _count_streamed_calls(monkeypatch, pipe)
+    zs, xs = common.encode(pipe, volume), common.decode(pipe, z)
+    assert calls == ["encode_streamed", "decode_streamed"]
+    torch.testing.assert_close(zs, z, atol=1e-5, rtol=1e-5)
+    np.testing.assert_allclose(xs, x, atol=1e-5)
 
 
 def test_mask_conditioned_tasks_refuse_an_ablation_checkpoint():

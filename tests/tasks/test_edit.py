@@ -109,8 +109,9 @@ def _heal_large(monkeypatch, seed: int = 0):
     sick[mask > 0] = 300.0
     affine = np.diag([2.0, 2.0, 2.0, 1.0])
     image = Volume(sick, affine)
+    cropped = replace(pipe.config.sampling, edit_crop=True)
     with torch.inference_mode():
-        result = heal(pipe, image, Volume(mask, affine), pipe.config.sampling, seed=seed)
+        result = heal(pipe, image, Volume(mask, affine), cropped, seed=seed)
     return result, preprocess(image, pipe.config.space).geometry, seen
 
 
@@ -147,6 +148,42 @@ def test_large_edits_run_in_a_crop_keep_the_lesion_box_only_and_the_input_outsid
     assert far.mean() > 0.5
     assert np.array_equal(result.image.data[far], result.source.data[far])
     assert not np.array_equal(result.image.data, result.source.data)
+
+
+@pytest.mark.parametrize("task", ["heal", "lesion"])
+def test_a_large_volume_is_edited_whole_and_gives_the_small_volume_result(monkeypatch, task):
+    from usbrain.tasks.lesion import lesion
+
+    torch.manual_seed(0)
+    pipe = Pipeline.build(micro_config("space.size=[32,32,32]", "space.spacing=3.0"))
+    pipe.autoencoder.eval()
+    with torch.no_grad():  # MONAI zero-initialises the output layers: no edit would move
+        for p in pipe.denoiser.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    healthy, mask = phantom_brain(), lesion_mask(**LESION)
+    sick = healthy.copy()
+    sick[mask > 0] = 300.0
+    affine = np.diag([2.0, 2.0, 2.0, 1.0])
+    image = Volume(sick if task == "heal" else healthy, affine)
+    run = heal if task == "heal" else lesion
+
+    def edited():
+        with torch.inference_mode():
+            return run(pipe, image, Volume(mask, affine), pipe.config.sampling, seed=2)
+
+    small = edited()
+    monkeypatch.setattr(common, "LARGE_VOLUME_VOXELS", 30**3)  # 32³ is now coded in slabs
+    calls = []
+    for name in ("encode_streamed", "decode_streamed"):
+        method = getattr(pipe.autoencoder, name)
+        spy = lambda *a, m=method, n=name, **k: (calls.append(n), m(*a, **k))[1]  # noqa: E731
+        monkeypatch.setattr(pipe.autoencoder, name, spy)
+    large = edited()
+    assert "encode_streamed" in calls and "decode_streamed" in calls
+    assert "edited_latent_crop" not in large.info  # the whole latent, no crop
+    changed = np.abs(small.image.data - image.data).max()
+    assert changed > 1.0
+    np.testing.assert_allclose(large.image.data, small.image.data, atol=1e-3 * changed)
 
 
 def test_a_window_reaching_the_whole_latent_gives_the_whole_volume_change_in_the_box(monkeypatch):
@@ -251,9 +288,8 @@ def test_large_lesion_insertion_runs_in_a_crop_with_a_mask_or_a_proposal(monkeyp
         proposal[14:18, 14:18, 14:18] = 1.0
         monkeypatch.setattr(lesion_task, "decode", lambda pipe, z: proposal)
     with torch.inference_mode():
-        result = lesion_task.lesion(
-            pipe, image, None if propose else mask, pipe.config.sampling, seed=0
-        )
+        cropped = replace(pipe.config.sampling, edit_crop=True)
+        result = lesion_task.lesion(pipe, image, None if propose else mask, cropped, seed=0)
     crop = result.info["edited_latent_crop"]
     assert all(b - a < 16 for a, b in crop)
     box = np.zeros((32, 32, 32), np.float32)

@@ -7,39 +7,18 @@ with the weights (not the Stable Diffusion constant 0.18215, which belongs to an
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
-from monai.inferers import sliding_window_inference
 from monai.networks.nets import AutoencoderKL
 from torch import nn
 
 from usbrain.config import AutoencoderConfig
+from usbrain.models import streaming
 
 
 def kl_divergence(mu: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
     """KL(N(mu, sigma²) ‖ N(0, 1)) summed over latent voxels, averaged over the batch."""
     kl = 0.5 * (mu.pow(2) + sigma.pow(2) - torch.log(sigma.pow(2) + 1e-12) - 1.0)
     return kl.flatten(1).sum(1).mean()
-
-
-def reuse_on_empty(fn: Callable[[torch.Tensor], torch.Tensor]) -> Callable:
-    """``fn`` over sliding windows, run once for an all-zero window and copied after that.
-
-    Background windows and every window of the empty mask are all zeros, so this is exact and
-    saves their cost (MONAI scales a window's output in place, hence the copy).
-    """
-    done: dict[tuple[int, ...], torch.Tensor] = {}
-
-    def run(window: torch.Tensor) -> torch.Tensor:
-        if window.any():
-            return fn(window)
-        key = tuple(window.shape)
-        if key not in done:
-            done[key] = fn(window)
-        return done[key].clone()
-
-    return run
 
 
 class Autoencoder(nn.Module):
@@ -91,23 +70,12 @@ class Autoencoder(nn.Module):
         """Volume (B, 1, D, H, W) from a scaled latent."""
         return self.net.decode(z / self.scale_factor)
 
-    def encode_tiled(self, x: torch.Tensor, tile: int, overlap: float = 0.5) -> torch.Tensor:
-        """:meth:`encode` by overlapping windows of ``tile * f`` voxels per axis, blended with
-        Gaussian weights: peak memory depends on the window, not the volume.
+    def encode_streamed(self, x: torch.Tensor, rows: int | None = None) -> torch.Tensor:
+        """:meth:`encode` computed block by block in slabs of ``rows`` rows along D (default:
+        ≈ 128 MiB a slab): the whole-volume result (GroupNorm statistics over the whole
+        tensor), in a fraction of the memory (:mod:`usbrain.models.streaming`)."""
+        return streaming.encode_mean(self.net, x, rows) * self.scale_factor
 
-        ``tile`` (latent voxels) must make windows start on the latent grid: even for an overlap
-        of 0.5, a multiple of 4 for 0.25. GroupNorm
-        statistics are per window, so the result approximates the whole-volume encoding. An
-        all-zero window (background, the empty mask) is encoded once and reused.
-        """
-        f = self.config.downsampling
-        window = reuse_on_empty(lambda p: self.net.encode(p)[0])
-        mu = sliding_window_inference(x, (tile * f,) * 3, 1, window, overlap, mode="gaussian")
-        return mu * self.scale_factor
-
-    def decode_tiled(self, z: torch.Tensor, tile: int, overlap: float = 0.5) -> torch.Tensor:
-        """:meth:`decode` by overlapping latent windows of ``tile`` voxels (even), blended with
-        Gaussian weights; see :meth:`encode_tiled`."""
-        return sliding_window_inference(
-            z / self.scale_factor, (tile,) * 3, 1, self.net.decode, overlap, mode="gaussian"
-        )
+    def decode_streamed(self, z: torch.Tensor, rows: int | None = None) -> torch.Tensor:
+        """:meth:`decode` computed in slabs; see :meth:`encode_streamed`."""
+        return streaming.decode(self.net, z / self.scale_factor, rows)

@@ -36,19 +36,14 @@ from usbrain.pipeline import Pipeline
 MNI_BRAIN_CENTRE_MM = np.array([0.0, -22.0, 9.5])
 # A mask with more of its voxels outside the brain than this is refused as misplaced.
 MAX_OUTSIDE_BRAIN = 0.5
-# Volumes of more voxels than this are "large": encoded and decoded by overlapping windows
-# (``Autoencoder.encode_tiled`` / ``decode_tiled``), and edits run in a crop around the lesion
-# (``tasks.edit.edit_region``). Peak RSS of whole-volume encode + decode with the paper
-# autoencoder grows with the voxel count: 0.99 GiB at 64³, 1.97 GiB at 96³, 7.33 GiB at 160³
-# (bench/memory.py's whole mode; about 0.6 + 1.65 GiB per million voxels), so past 2 M voxels
-# (128³ is 2.1 M) it would pass 4 GiB, the issue's memory goal for a 160³ heal on an 8 GiB CPU.
-# Tiled coding of 160³ peaks at 2.05 GiB (199 s against 132 s whole on 2 cores). Below the
-# threshold whole coding, faster and exact, is kept: the tiny preset (48³) never tiles.
+# Volumes of more voxels than this are "large": encoded and decoded in slabs
+# (``Autoencoder.encode_streamed`` / ``decode_streamed``: the whole-volume result in less
+# memory). Peak RSS of whole-volume encode + decode with the paper autoencoder grows with the
+# voxel count: 0.99 GiB at 64³, 1.97 GiB at 96³, 7.33 GiB at 160³ (bench/memory.py's whole
+# mode), so past 2 M voxels (128³ is 2.1 M) it would pass 4 GiB, the memory goal for a 160³
+# heal on an 8 GiB CPU. Below the threshold the plain whole-volume pass is kept: the tiny
+# preset (48³) never streams.
 LARGE_VOLUME_VOXELS = 2_000_000
-# Window edge in model voxels (12 latent voxels at the paper's 8× downsampling) and the overlap
-# of neighbouring windows: the settings bench/memory.py measured.
-TILE_VOXELS = 96
-TILE_OVERLAP = 0.25
 
 
 @dataclass
@@ -144,39 +139,27 @@ def device_of(pipe: Pipeline) -> torch.device:
 
 
 def is_large(shape: tuple[int, ...]) -> bool:
-    """Whether a model-space volume of ``shape`` (D, H, W) is coded by windows
+    """Whether a model-space volume of ``shape`` (D, H, W) is coded in slabs
     (more than :data:`LARGE_VOLUME_VOXELS` voxels)."""
     return math.prod(shape) > LARGE_VOLUME_VOXELS
 
 
-def tile_latent(pipe: Pipeline, latent_shape: tuple[int, ...]) -> int:
-    """The coding window in latent voxels: :data:`TILE_VOXELS` over the downsampling, no larger
-    than the latent (d, h, w), a multiple of 4 so that windows overlapping by a quarter
-    (:data:`TILE_OVERLAP`) start on the latent grid."""
-    tile = min(TILE_VOXELS // pipe.config.autoencoder.downsampling, *latent_shape)
-    return max(4, tile // 4 * 4)
-
-
 @torch.no_grad()
 def encode(pipe: Pipeline, volume: np.ndarray) -> torch.Tensor:
-    """Model-space (D, H, W) volume → scaled latent (1, C, d, h, w); by windows if large."""
+    """Model-space (D, H, W) volume → scaled latent (1, C, d, h, w); in slabs if large."""
     x = torch.as_tensor(np.asarray(volume, dtype=np.float32))[None, None].to(device_of(pipe))
     if is_large(x.shape[2:]):
-        f = pipe.config.autoencoder.downsampling
-        tile = tile_latent(pipe, tuple(n // f for n in x.shape[2:]))
-        return pipe.autoencoder.encode_tiled(x, tile, TILE_OVERLAP)
+        return pipe.autoencoder.encode_streamed(x)
     return pipe.autoencoder.encode(x)
 
 
 @torch.no_grad()
 def decode(pipe: Pipeline, z: torch.Tensor) -> np.ndarray:
-    """Scaled latent (1, C, d, h, w) → model-space (D, H, W) float32 volume; by windows if
-    the volume is large."""
+    """Scaled latent (1, C, d, h, w) → model-space (D, H, W) float32 volume; in slabs if the
+    volume is large."""
     shape = tuple(n * pipe.config.autoencoder.downsampling for n in z.shape[2:])
-    if is_large(shape):
-        x = pipe.autoencoder.decode_tiled(z, tile_latent(pipe, z.shape[2:]), TILE_OVERLAP)
-    else:
-        x = pipe.autoencoder.decode(z)
+    ae = pipe.autoencoder
+    x = ae.decode_streamed(z) if is_large(shape) else ae.decode(z)
     return x[0, 0].float().cpu().numpy()
 
 

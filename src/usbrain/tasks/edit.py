@@ -9,12 +9,13 @@
 3. ``delta`` goes back to the scan's grid and is added to the native scan. Where the model changed
    nothing the output equals the input voxel for voxel; the background stays background.
 
-A large volume (:func:`~usbrain.tasks.common.is_large`, e.g. 160³) is edited in a crop
-(:func:`edit_region`): the latent box around where the lesion guidance releases anatomy, grown by
-real neighbours for the U-Nets and the coders to see. Only that crop is encoded, denoised and
-decoded, and only its centre box keeps a change (:func:`decode_in_box`): outside it ``delta`` is 0
-and the output is the input. ACG pins everything outside the released region to the source
-anyway, so the crop gives up context the edit could not use, at a fraction of the cost.
+Every edit denoises the whole latent and decodes the whole volume (a large one, e.g. 160³, in
+slabs that compute the whole-volume result: ``tasks.common.decode``). ``sampling.edit_crop`` is
+a speed option for large volumes: the edit then runs in a crop (:func:`edit_region`), the latent
+box around where the lesion guidance releases anatomy grown by real neighbours; only that crop
+is encoded, denoised and decoded, and only its centre box keeps a change (:func:`decode_in_box`,
+outside it ``delta`` is 0). It is an approximation: the U-Nets never saw crops in training
+(measured cost in :data:`CROP_CONTEXT`'s comment and bench/heal_160.py).
 """
 
 from __future__ import annotations
@@ -131,7 +132,8 @@ def crop_box(kept: Box, shape: tuple[int, ...], multiple: int, context: int) -> 
 
 
 def edit_region(pipe: Pipeline, lesion_m: np.ndarray, config: GuidanceConfig) -> Box | None:
-    """The latent box a large volume is edited in, None for the whole volume.
+    """The latent box a large volume is edited in with ``sampling.edit_crop``, None for the
+    whole volume.
 
     ``lesion_m`` (D, H, W) model-space {0, 1}. The box is where the paper's pooled soft map of
     the mask is non-zero (whatever ``config.lesion_map`` is: the latent map is non-zero nearly
@@ -177,14 +179,19 @@ def decode_in_box(pipe: Pipeline, latents: list[torch.Tensor], box: Box) -> list
 
 
 def decode_edit(
-    pipe: Pipeline, x_edit: torch.Tensor, x_src: torch.Tensor, soft_map: torch.Tensor, large: bool
+    pipe: Pipeline,
+    x_edit: torch.Tensor,
+    x_src: torch.Tensor,
+    soft_map: torch.Tensor,
+    cropped: bool,
 ) -> tuple[np.ndarray, np.ndarray, Box | None]:
     """``D(x_edit)`` and ``D(x_src)`` (D, H, W, model space) and the latent box they are kept in:
-    the whole latent (box None) unless the edit is of a ``large`` volume and the region the
-    ``soft_map`` (1, 1, d, h, w) releases, grown by :data:`REGION_MARGIN`, is smaller (both
-    are 0 outside the box, so their difference is no change there)."""
+    the whole latent (box None) unless the edit is ``cropped`` (``sampling.edit_crop`` on a
+    large volume) and the region the ``soft_map`` (1, 1, d, h, w) releases, grown by
+    :data:`REGION_MARGIN`, is smaller (both are 0 outside the box, so their difference is no
+    change there)."""
     latent = tuple(x_src.shape[2:])
-    box = released_box(soft_map, REGION_MARGIN) if large else None
+    box = released_box(soft_map, REGION_MARGIN) if cropped else None
     if box is None or box == tuple(slice(0, n) for n in latent):
         return decode(pipe, x_edit), decode(pipe, x_src), None
     edited, source = decode_in_box(pipe, [x_edit, x_src], box)
@@ -241,7 +248,8 @@ def edit(
     alpha0 = alpha0_in_latent_units(g.alpha0, g.alpha0_scale, float(pipe.autoencoder.scale_factor))
     cfg = replace(g, alpha0=alpha0, alpha0_scale=0.0)
     f = pipe.config.autoencoder.downsampling
-    crop = edit_region(pipe, lesion_m, cfg)
+    cropped = sampling.edit_crop and is_large(lesion_m.shape)
+    crop = edit_region(pipe, lesion_m, cfg) if cropped else None
     model_crop = scaled(crop, f) if crop else (slice(None),) * 3
     latent_crop = (..., *crop) if crop else (...,)  # indexes whole-scan latents (1, C, d, h, w)
     image_c, lesion_c = prepared.image[model_crop], lesion_m[model_crop]
@@ -272,7 +280,7 @@ def edit(
         progress=progress,
         condition_scale=sampling.condition_scale,
     )
-    edited, recon, box = decode_edit(pipe, x_edit, x_src, soft, is_large(lesion_m.shape))
+    edited, recon, box = decode_edit(pipe, x_edit, x_src, soft, cropped)
     delta_c = edited - recon
     if fill:
         # As a change, the input would keep what the autoencoder cannot represent of the lesion

@@ -70,7 +70,8 @@ def heal(
     t_start = sampling.t_start_heal if t_start is None else t_start
     g = sampling.guidance
     if mask is None:  # ACG alone: nothing is released, the model departs where it must
-        sampling = replace(sampling, guidance=replace(g, lesion=False))
+        alpha0 = g.alpha0_without_mask or g.alpha0
+        sampling = replace(sampling, guidance=replace(g, lesion=False, alpha0=alpha0))
         lesion_m = np.zeros(prepared.image.shape, np.uint8)
     else:
         sampling = replace(
@@ -78,7 +79,7 @@ def heal(
         )
         lesion_m = prepared.mask
     x_src = encode(pipe, prepared.image) if mask is None else None
-    outputs = []
+    outputs, edit_infos = [], []
     for k in range(samples):
         out, edit_info = edit(
             pipe,
@@ -96,8 +97,9 @@ def heal(
             fill=mask is not None,  # nothing of a known lesion may survive inside its mask
         )
         outputs.append(out)
-        info = {**edit_info, **info} if k == 0 else info
+        edit_infos.append(edit_info)
     healed, std = mean_and_std(outputs)
+    info = {**info, **edit_infos[0]}  # what the first sample ran with
     maps = {} if std is None else {"std": std}
     if samples > 1:
         info["seeds"] = [seed + k for k in range(samples)]
@@ -106,7 +108,12 @@ def heal(
         found = found_lesion(pipe, image, prepared, anomaly, x_src, sampling, seed, progress)
         maps["anomaly"] = anomaly
         mask = Volume(found, image.affine, None, image.header)
-        info |= {"lesion_found_by": str(sampling.find_lesion), "lesion_voxels": int(found.sum())}
+        g = prepared.geometry
+        info |= {
+            "lesion_found_by": str(sampling.find_lesion),
+            "lesion_voxels": int(found.sum()),
+            "intensity_window": [g.intensity_low, g.intensity_high],
+        }
         if sampling.find_lesion is FindLesion.ANOMALY:
             info["anomaly_threshold"] = sampling.anomaly_threshold
     return Result(Volume(healed, image.affine, None, image.header), mask, image, info, maps)

@@ -78,7 +78,7 @@ def lesion(
     else:
         lesion_m = prepared.mask
     t_start = sampling.t_start_lesion if t_start is None else t_start
-    outputs = []
+    outputs, edit_infos = [], []
     for k in range(samples):
         out, edit_info = edit(
             pipe,
@@ -95,8 +95,9 @@ def lesion(
             x_src,
         )
         outputs.append(out)
-        info = {**info, **edit_info} if k == 0 else info
+        edit_infos.append(edit_info)
     inserted, std = mean_and_std(outputs)
+    info = {**info, **edit_infos[0]}  # what the first sample ran with
     if samples > 1:
         info["seeds"] = [seed + k for k in range(samples)]
     maps = {} if std is None else {"std": std}

@@ -1,0 +1,244 @@
+"""MONAI ``AutoencoderKL`` run on a large volume in slabs, computing what the whole volume gives.
+
+Tiling a volume (sliding windows) changes the result: every GroupNorm then normalises each
+window by its own statistics. Here the network runs block by block over the whole tensor, but
+never builds more than one slab of a block's intermediates at a time:
+
+- a GroupNorm's statistics are summed over all slabs (float64) before any slab is normalised,
+  so they are the whole tensor's;
+- a convolution's output slab is computed from its input slab and the rows of halo its kernel
+  needs, zero-padded only at the volume's faces, as the whole-volume convolution pads.
+
+Slabs run along the first spatial axis (D). What lives in memory is a block's input and its
+output (a residual block's output overwrites its input where the channels agree), not the
+activations of the whole block: a 160³ encode + decode with the paper autoencoder stays far below
+whole-volume coding (bench/memory.py). Attention blocks are not supported (usbrain's
+autoencoders have none).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from monai.networks.blocks import Convolution, UpSample
+from monai.networks.nets.autoencoderkl import AEKLDownsample, AEKLResBlock, AutoencoderKL
+from torch import nn
+
+# Elements of one slab of a block's widest tensor (≈ 64 MiB of float32): a few of these live at
+# once beside the block's input and output, so they stay small next to a 160³ activation (1 GiB at
+# 64 channels); smaller slabs recompute more halo rows.
+SLAB_ELEMENTS = 16 * 2**20
+
+Pre = Callable[[torch.Tensor, int], torch.Tensor]  # (slab rows, first row index) → activation
+
+
+def _rows(x: torch.Tensor, start: int, stop: int) -> tuple[torch.Tensor, int, int]:
+    """``x[:, :, start:stop]`` clipped to the volume, and how many zero rows are missing before
+    and after it."""
+    n = x.shape[2]
+    lo, hi = max(start, 0), min(stop, n)
+    return x[:, :, lo:hi], lo - start, stop - hi
+
+
+def _slab_rows(x: torch.Tensor, rows: int | None, channels: int) -> int:
+    """Rows per slab: ``rows`` if given, else what keeps a slab of ``channels`` channels (the
+    widest a block builds per row of ``x``) near :data:`SLAB_ELEMENTS`."""
+    if rows is not None:
+        return rows
+    per_row = x.shape[0] * channels * x.shape[3] * x.shape[4]
+    return max(4, SLAB_ELEMENTS // max(per_row, 1))
+
+
+def _widest(block: nn.Module, x: torch.Tensor) -> int:
+    """The most channels per input row a block's slab holds (×4 for an upsampling block,
+    whose output rows are four times as wide)."""
+    channels = [m.out_channels for m in block.modules() if isinstance(m, nn.Conv3d)]
+    widest = max([x.shape[1], *channels])
+    return 4 * widest if isinstance(block, UpSample) else widest
+
+
+def _conv3d(module: nn.Module) -> nn.Conv3d:
+    conv = module.conv if isinstance(module, Convolution) else module
+    if not isinstance(conv, nn.Conv3d):
+        raise TypeError(f"expected a 3D convolution, got {type(module).__name__}")
+    return conv
+
+
+class GroupNormStats:
+    """Whole-tensor GroupNorm of ``x`` (B, C, D, H, W), applied slab by slab.
+
+    ``apply(slab)`` equals ``norm(x)`` on the rows of ``slab``; statistics are accumulated in
+    float64 over slabs of ``rows`` rows.
+    """
+
+    def __init__(self, norm: nn.GroupNorm, x: torch.Tensor, rows: int) -> None:
+        self.norm = norm
+        b, g = x.shape[0], norm.num_groups
+        total = torch.zeros(b, g, dtype=torch.float64, device=x.device)
+        squares = torch.zeros_like(total)
+        for start in range(0, x.shape[2], rows):
+            part = x[:, :, start : start + rows].reshape(b, g, -1).double()
+            total += part.sum(-1)
+            squares += part.square().sum(-1)
+        count = x[0].numel() / g
+        mean = total / count
+        var = (squares / count - mean.square()).clamp_min(0.0)
+        self.mean = mean.float()[:, :, None]
+        self.rstd = torch.rsqrt(var + norm.eps).float()[:, :, None]
+
+    def apply(self, slab: torch.Tensor) -> torch.Tensor:
+        b, c = slab.shape[:2]
+        g = self.norm.num_groups
+        out = ((slab.reshape(b, g, -1) - self.mean) * self.rstd).reshape(slab.shape)
+        if self.norm.affine:
+            shape = (1, c, 1, 1, 1)
+            out = out * self.norm.weight.view(shape) + self.norm.bias.view(shape)
+        return out
+
+
+def _norm_silu(stats: GroupNormStats) -> Callable[[torch.Tensor], torch.Tensor]:
+    return lambda slab: F.silu(stats.apply(slab))
+
+
+def conv3x3(
+    x: torch.Tensor,
+    conv: nn.Conv3d,
+    pre: Callable[[torch.Tensor], torch.Tensor] | None,
+    rows: int,
+    out: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """``conv(pre(x))`` for a stride-1 convolution of odd kernel with "same" padding, slab by
+    slab; ``pre`` (elementwise, e.g. norm + SiLU) runs before the zero padding, as in the
+    network. ``out`` may be ``x`` itself (same channels): the rows a later slab still needs
+    are kept aside before they are overwritten."""
+    k = conv.kernel_size[0]
+    r = k // 2
+    n = x.shape[2]
+    if out is None:
+        out = x.new_empty((x.shape[0], conv.out_channels, *x.shape[2:]))
+    kept = None  # rows of x above the current slab, saved before they were overwritten
+    for start in range(0, n, rows):
+        stop = min(start + rows, n)
+        part, before, after = _rows(x, start, stop + r)
+        if start > 0:
+            above = kept if out is x else x[:, :, max(start - r, 0) : start]
+            part = torch.cat([above, part], dim=2)
+        else:
+            before = r
+        act = pre(part) if pre is not None else part
+        act = F.pad(act, (0, 0, 0, 0, before, after))
+        result = F.conv3d(act, conv.weight, conv.bias, padding=(0, r, r))
+        if out is x:
+            kept = x[:, :, max(stop - r, 0) : stop].clone()
+        out[:, :, start:stop] = result
+    return out
+
+
+def pointwise(
+    x: torch.Tensor, fn: Callable[[torch.Tensor], torch.Tensor], channels: int, rows: int
+) -> torch.Tensor:
+    """``fn`` (acting on each voxel alone: 1×1 convolution, norm) over slabs of ``x``."""
+    out = x.new_empty((x.shape[0], channels, *x.shape[2:]))
+    for start in range(0, x.shape[2], rows):
+        out[:, :, start : start + rows] = fn(x[:, :, start : start + rows])
+    return out
+
+
+def res_block(block: AEKLResBlock, x: torch.Tensor, rows: int) -> torch.Tensor:
+    """MONAI's ``AEKLResBlock``: ``nin(x) + conv2(silu(norm2(conv1(silu(norm1(x))))))``."""
+    h = conv3x3(x, _conv3d(block.conv1), _norm_silu(GroupNormStats(block.norm1, x, rows)), rows)
+    pre = _norm_silu(GroupNormStats(block.norm2, h, rows))
+    same = block.in_channels == block.out_channels
+    # conv2 may overwrite h in place; the shortcut then reads x, which stays until the end
+    out = conv3x3(h, _conv3d(block.conv2), pre, rows, out=h)
+    shortcut = block.nin_shortcut
+    for start in range(0, x.shape[2], rows):
+        part = x[:, :, start : start + rows]
+        out[:, :, start : start + rows] += part if same else shortcut(part)
+    return out
+
+
+def downsample(block: AEKLDownsample, x: torch.Tensor, rows: int) -> torch.Tensor:
+    """MONAI's ``AEKLDownsample``: pad one zero row after every axis, 3³ convolution of stride
+    2. Output row ``o`` reads input rows ``2o … 2o + 2``."""
+    conv = _conv3d(block.conv)
+    n_out = x.shape[2] // 2
+    h, w = (x.shape[3] + 1 - 3) // 2 + 1, (x.shape[4] + 1 - 3) // 2 + 1
+    out = x.new_empty((x.shape[0], conv.out_channels, n_out, h, w))
+    step = max(1, rows // 2)
+    for start in range(0, n_out, step):
+        stop = min(start + step, n_out)
+        part, _, after = _rows(x, 2 * start, 2 * stop + 1)
+        part = F.pad(part, (0, 1, 0, 1, 0, after))
+        out[:, :, start:stop] = F.conv3d(part, conv.weight, conv.bias, stride=2)
+    return out
+
+
+def upsample(block: UpSample, x: torch.Tensor, rows: int) -> torch.Tensor:
+    """MONAI's non-trainable ``UpSample`` (nearest, ×2) with its 3³ post-convolution: each
+    output slab from the input rows it covers, upsampled with a row of halo."""
+    interp = block.upsample_non_trainable
+    factor = interp.scale_factor
+    factors = tuple(factor) if isinstance(factor, tuple | list) else (factor,) * 3
+    if interp.mode != "nearest" or any(float(f) != 2.0 for f in factors):
+        raise NotImplementedError(f"only nearest ×2 upsampling streams, got {interp.mode}")
+    conv = _conv3d(block.postconv)
+    n_out = 2 * x.shape[2]
+    out = x.new_empty((x.shape[0], conv.out_channels, n_out, 2 * x.shape[3], 2 * x.shape[4]))
+    step = max(2, rows // 2 * 2)
+    for start in range(0, n_out, step):
+        stop = min(start + step, n_out)
+        lo, hi = (start - 1) // 2, (stop + 1 + 1) // 2  # low-res rows covering start-1 … stop
+        part, before, _ = _rows(x, lo, hi)
+        up = F.interpolate(part, scale_factor=2.0, mode="nearest")
+        first = 2 * (lo + before)  # full-res index of up's first row
+        up = up[:, :, max(start - 1, 0) - first : stop + 1 - first]
+        pad_before = 1 if start == 0 else 0
+        pad_after = 1 if stop == n_out else 0
+        up = F.pad(up, (0, 0, 0, 0, pad_before, pad_after))
+        out[:, :, start:stop] = F.conv3d(up, conv.weight, conv.bias, padding=(0, 1, 1))
+    return out
+
+
+def run_blocks(blocks: nn.ModuleList, x: torch.Tensor, rows: int | None) -> torch.Tensor:
+    """An ``Encoder`` / ``Decoder``'s blocks in order, each over the whole tensor in slabs."""
+    for block in blocks:
+        n = _slab_rows(x, rows, _widest(block, x))
+        if isinstance(block, AEKLResBlock):
+            x = res_block(block, x, n)
+        elif isinstance(block, AEKLDownsample):
+            x = downsample(block, x, n)
+        elif isinstance(block, UpSample):
+            x = upsample(block, x, n)
+        elif isinstance(block, nn.GroupNorm):
+            stats = GroupNormStats(block, x, n)
+            x = pointwise(x, stats.apply, x.shape[1], n)
+        elif isinstance(block, Convolution):
+            conv = _conv3d(block)
+            if conv.kernel_size[0] == 1:
+                x = pointwise(x, block, conv.out_channels, n)
+            else:
+                x = conv3x3(x, conv, None, n)
+        else:
+            raise NotImplementedError(f"{type(block).__name__} does not stream (attention?)")
+    return x
+
+
+@torch.no_grad()
+def encode_mean(net: AutoencoderKL, x: torch.Tensor, rows: int | None = None) -> torch.Tensor:
+    """``net.encode(x)[0]`` (the posterior mean), computed in slabs."""
+    h = run_blocks(net.encoder.blocks, x, rows)
+    mu = net.quant_conv_mu
+    channels = _conv3d(mu).out_channels
+    return pointwise(h, mu, channels, _slab_rows(h, rows, h.shape[1]))
+
+
+@torch.no_grad()
+def decode(net: AutoencoderKL, z: torch.Tensor, rows: int | None = None) -> torch.Tensor:
+    """``net.decode(z)``, computed in slabs."""
+    post = net.post_quant_conv
+    channels = _conv3d(post).out_channels
+    h = pointwise(z, post, channels, _slab_rows(z, rows, channels))
+    return run_blocks(net.decoder.blocks, h, rows)
