@@ -11,9 +11,12 @@ lesion (higher: anatomy kept).
 ``--pipeline DIR`` scores another pipeline on the demo's cohort, e.g. one trained with ``usbrain
 train --latents demo_out/train/latents --out runs/x --set …`` (default: the demo's own).
 
-``--crop-context N`` edits every scan the way large (e.g. 160³) scans are edited: in a crop of
-N latent voxels of context around the lesion (``tasks.edit.edit_region``), to compare with the
-whole-volume edits of a run without it.
+``--large`` codes every scan the way large (e.g. 160³) scans are coded (in slabs,
+``Autoencoder.encode_streamed``), to check it gives the whole-volume scores.
+
+``--crop-context N`` edits every scan the way ``sampling.edit_crop`` edits large (e.g. 160³)
+scans: in a crop of N latent voxels of context around the lesion (``tasks.edit.edit_region``),
+to compare with the whole-volume edits of a run without it.
 """
 
 from __future__ import annotations
@@ -94,9 +97,12 @@ def main() -> None:
     parser.add_argument("--demo", type=Path, default=Path("demo_out"))
     parser.add_argument("--pipeline", type=Path, default=None, help="default: the demo's")
     parser.add_argument("--variants", default=None, help="comma-separated names (default all)")
-    parser.add_argument("--split", default="test")
+    parser.add_argument("--split", default="val", help="val (choose settings) or test (report)")
     parser.add_argument("--crop-context", type=int, default=None, help="force crop edits")
+    parser.add_argument("--large", action="store_true", help="force the large-volume coding")
     args = parser.parse_args()
+    if args.large:
+        common.LARGE_VOLUME_VOXELS = 0
     if args.crop_context is not None:
         common.LARGE_VOLUME_VOXELS = 0
         edit.CROP_CONTEXT = args.crop_context
@@ -109,7 +115,10 @@ def main() -> None:
     header = None
     for name in names:
         start = time.perf_counter()
-        scores = score(pipe, variant(pipe.config.sampling, name), rows, cohort)
+        sampling = variant(pipe.config.sampling, name)
+        if args.crop_context is not None:
+            sampling = replace(sampling, edit_crop=True)
+        scores = score(pipe, sampling, rows, cohort)
         if header is None:
             header = ["variant", *scores, "seconds"]
             print(" | ".join(f"{h:>17}" for h in header))

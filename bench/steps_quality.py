@@ -1,6 +1,6 @@
 """Quality against the number of sampling steps, for DDIM and DPM-Solver++ (2M), on the held-out
 subjects of a demo run: heal in-lesion MAE to the known healthy scan (median) and, with
-``--fid``, FID of generated volumes against the real scans (HD-BET features). Ends with the
+``--fid``, FID of generated volumes against the split's real scans (HD-BET features). Ends with the
 fewest steps (≤ 50) whose heal MAE is within 1% of 300 DDIM steps, and its speed-up.
 
     python bench/steps_quality.py [--demo demo_out] [--steps 300,100,50,25,10] [--fid]
@@ -35,11 +35,12 @@ def main() -> None:
     parser.add_argument("--steps", default="300,100,50,25,10")
     parser.add_argument("--fid", action="store_true", help="also FID of generated volumes")
     parser.add_argument("--feature-size", type=int, default=128)
+    parser.add_argument("--split", default="val", help="val (choose settings) or test (report)")
     args = parser.parse_args()
     cohort = args.demo / "cohort"
     with (cohort / "manifest.csv").open(newline="") as f:
         rows = list(csv.DictReader(f))
-    cases = [r for r in rows if r["split"] == "test" and r["kind"] != "healthy"]
+    cases = [r for r in rows if r["split"] == args.split and r["kind"] != "healthy"]
     pipe = Pipeline.from_pretrained(args.demo / "train" / "diffusion" / "pipeline")
     scans = [
         (
@@ -52,9 +53,10 @@ def main() -> None:
     real_feats = network = None
     if args.fid:
         network = hdbet_encoder(size=args.feature_size)
-        real = model_space_images(pipe, [load_image(cohort / r["image"]) for r in rows])
+        held_out = [r for r in rows if r["split"] == args.split]  # never training scans
+        real = model_space_images(pipe, [load_image(cohort / r["image"]) for r in held_out])
         real_feats = extract_features(network, real)
-    print(f"{len(cases)} test subjects with a lesion; heal MAE = median in-lesion MAE to truth")
+    print(f"{len(cases)} {args.split} subjects with a lesion; heal MAE: median in-lesion MAE")
     print(f"{'sampler':<10}{'steps':>6}{'heal MAE':>12}{'heal s':>9}{'FID':>9}{'gen s':>8}")
     table = {}
     for kind in (SamplerKind.DDIM, SamplerKind.DPMPP_2M):
