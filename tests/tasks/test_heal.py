@@ -164,3 +164,17 @@ def test_heal_releases_its_extra_dilation_on_top_of_the_shared_one(pipeline_dir,
     one_more = _heal(pipe, scans, dilation=1, extra=1)
     assert np.array_equal(one_more, _heal(pipe, scans, dilation=2, extra=0))
     assert not np.array_equal(one_more, _heal(pipe, scans, dilation=1, extra=0))
+
+
+def test_heal_without_a_mask_refuses_a_scan_the_model_grid_cannot_hold(
+    pipeline_dir, tmp_path, capsys
+):
+    from tests.conftest import phantom_brain, write
+
+    huge = write(tmp_path / "huge.nii.gz", phantom_brain(), np.diag([20.0, 20.0, 20.0, 1.0]))
+    empty = write(tmp_path / "empty.nii.gz", np.zeros((8, 8, 8), np.float32))
+    for scan, message in ((huge, "falls outside the model's"), (empty, "all zeros")):
+        out = tmp_path / "out"
+        code, err = run(capsys, "heal", "--checkpoint", pipeline_dir, "--image", scan, "--out", out)
+        assert code == 2 and message in err and "Traceback" not in err
+        assert len(err.strip().splitlines()) == 1 and not out.exists()

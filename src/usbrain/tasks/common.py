@@ -36,6 +36,10 @@ from usbrain.pipeline import Pipeline
 MNI_BRAIN_CENTRE_MM = np.array([0.0, -22.0, 9.5])
 # A mask with more of its voxels outside the brain than this is refused as misplaced.
 MAX_OUTSIDE_BRAIN = 0.5
+# A scan healed without a mask with more of its brain outside the model grid than this is
+# refused: the model would look for the lesion in a fraction of it. The paper grid (160 mm) cuts
+# 2.75% of the MNI brain (its poles).
+MAX_BRAIN_OUTSIDE_GRID = 0.25
 # Volumes of more voxels than this are "large": encoded and decoded in slabs
 # (``Autoencoder.encode_streamed`` / ``decode_streamed``: the whole-volume result in less
 # memory). Peak RSS of whole-volume encode + decode with the paper autoencoder grows with the
@@ -235,6 +239,16 @@ def check_inside_brain(image: Volume, mask: Volume) -> float:
 def prepare_edit(pipe: Pipeline, image: Volume, mask: Volume | None) -> Prepared:
     """Bring a scan (and lesion mask on its grid) to the pipeline's model space, with checks."""
     prepared = preprocess(image, pipe.config.space, mask)
+    if mask is None:
+        brain = Volume(brain_mask(image.data).astype(np.uint8), image.affine)
+        cut = voxels_outside_model_grid(brain, prepared.geometry) / max(int(brain.data.sum()), 1)
+        if cut > MAX_BRAIN_OUTSIDE_GRID:
+            space = pipe.config.space
+            raise InputError(
+                f"{image.name}: {100 * cut:.0f}% of the brain falls outside the model's "
+                f"{'×'.join(map(str, space.size))} grid at {space.spacing:g} mm; is the scan "
+                "skull-stripped, in mm and roughly centred on the brain?"
+            )
     if mask is not None:
         check_lesion_kept(mask, prepared.geometry)
         if prepared.mask is None or not prepared.mask.any():
