@@ -110,12 +110,15 @@ def test_heal_without_a_mask_finds_the_lesion_by_anomaly_or_by_the_lesion_chain(
     by_chain = heal(pipe, image, None, segment, seed=1)
     assert by_chain.info["lesion_found_by"] == "segment"
     assert by_chain.mask.data.shape == image.shape and by_chain.mask.data.any()
+
     # its own alpha0: 0 means alpha0's; another value moves it differently
-    g = base.guidance
-    same = replace(base, guidance=replace(g, alpha0_without_mask=g.alpha0))
-    assert np.array_equal(heal(pipe, image, None, same, seed=1).image.data, strict.image.data)
-    other = replace(base, guidance=replace(g, alpha0_without_mask=g.alpha0 * 3 + 1))
-    assert not np.array_equal(heal(pipe, image, None, other, seed=1).image.data, strict.image.data)
+    def healed_with(alpha0_without_mask: float) -> np.ndarray:
+        g = replace(base.guidance, alpha0_without_mask=alpha0_without_mask)
+        return heal(pipe, image, None, replace(base, guidance=g), seed=1).image.data
+
+    unset = healed_with(0.0)
+    assert np.array_equal(unset, healed_with(base.guidance.alpha0))
+    assert not np.array_equal(unset, healed_with(base.guidance.alpha0 * 3 + 1))
     # ACG alone: without LCG nothing is released, so with a mask given the edit differs
     with_mask = heal(pipe, image, load_mask(scans["mask"]), base, seed=1)
     assert not np.array_equal(with_mask.image.data, by_anomaly.image.data)

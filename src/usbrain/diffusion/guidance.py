@@ -45,7 +45,7 @@ def alpha0_in_latent_units(alpha0: float, alpha0_scale: float, scale_factor: flo
     hold the same change of the autoencoder's mean equally: distances grow with the scale, so
     alpha shrinks with it. The authors' 20 is for mean × 0.18215.
 
-    >>> alpha0_in_latent_units(20.0, 0.18215, 0.5)
+    >>> round(alpha0_in_latent_units(20.0, 0.18215, 0.5), 3)
     7.286
     """
     return alpha0 if not alpha0_scale else alpha0 * alpha0_scale / scale_factor
