@@ -89,17 +89,18 @@ class GroupNormStats:
         self.rstd = torch.rsqrt(var + norm.eps).float()[:, :, None]
 
     def apply(self, slab: torch.Tensor) -> torch.Tensor:
+        """The normalised rows of ``slab``: a new tensor (in-place steps keep one copy)."""
         b, c = slab.shape[:2]
         g = self.norm.num_groups
-        out = ((slab.reshape(b, g, -1) - self.mean) * self.rstd).reshape(slab.shape)
+        out = slab.reshape(b, g, -1).sub(self.mean).mul_(self.rstd).view(slab.shape)
         if self.norm.affine:
             shape = (1, c, 1, 1, 1)
-            out = out * self.norm.weight.view(shape) + self.norm.bias.view(shape)
+            out = out.mul_(self.norm.weight.view(shape)).add_(self.norm.bias.view(shape))
         return out
 
 
 def _norm_silu(stats: GroupNormStats) -> Callable[[torch.Tensor], torch.Tensor]:
-    return lambda slab: F.silu(stats.apply(slab))
+    return lambda slab: F.silu(stats.apply(slab), inplace=True)
 
 
 def conv3x3(

@@ -4,8 +4,8 @@ Each result folder holds ``image.nii.gz`` (float32), ``mask.nii.gz`` (uint8), ``
 (input and output side by side for edits, the lesion outlined), ``usbrain.json`` (command,
 parameters, seed, inputs, checkpoint hash, package versions) and the result's maps (float32 on
 the image's grid): ``std.nii.gz`` for an edit of several samples, ``anomaly.nii.gz`` for heal
-without a mask. Nothing in the sidecar depends on
-the time of the run, so the same seed gives byte-identical folders.
+without a mask. Nothing in the sidecar depends on the time of the run, so the same seed gives
+byte-identical folders.
 
 :func:`export_nnunet` lays results out as an nnU-Net v2 raw dataset.
 """
