@@ -33,3 +33,21 @@ def test_group_norm_statistics_over_slabs_are_the_whole_tensors():
         x = torch.randn(2, 8, 7, 5, 6) * 3 + 1
         stats = streaming.GroupNormStats(norm, x, rows=2)
         torch.testing.assert_close(stats.apply(x[:, :, 3:5]), norm(x)[:, :, 3:5])
+
+
+def test_an_upsampling_into_fewer_channels_never_holds_the_upsampled_tensor(monkeypatch):
+    from usbrain.config import AutoencoderConfig
+    from usbrain.models.autoencoder import Autoencoder
+
+    torch.manual_seed(0)
+    # decoder levels (16, 16, 8): the last upsampling feeds a 16 → 8 residual block
+    ae = Autoencoder(AutoencoderConfig(channels=(8, 16, 16), num_res_blocks=1, norm_num_groups=4))
+    fused = []
+    real = streaming.upsample_narrowing_block
+    monkeypatch.setattr(
+        streaming, "upsample_narrowing_block", lambda *a: (fused.append(1), real(*a))[1]
+    )
+    with torch.no_grad():
+        z = ae.encode(torch.rand(1, 1, 16, 16, 16))
+        torch.testing.assert_close(ae.decode_streamed(z, 2), ae.decode(z), atol=1e-5, rtol=0)
+    assert fused == [1]

@@ -66,6 +66,23 @@ def _conv3d(module: nn.Module) -> nn.Conv3d:
     return conv
 
 
+class RowSource:
+    """Rows ``[start, stop)`` (inside the volume) of a tensor of ``length`` rows that need not
+    exist as a whole: ``fn`` computes them (e.g. an upsampling block's output)."""
+
+    def __init__(
+        self, fn: Callable[[int, int], torch.Tensor], length: int, voxels_per_item: int
+    ) -> None:
+        self.fn, self.length, self.voxels_per_item = fn, length, voxels_per_item
+
+    @classmethod
+    def of(cls, x: torch.Tensor) -> RowSource:
+        return cls(lambda start, stop: x[:, :, start:stop], x.shape[2], x[0].numel())
+
+    def __call__(self, start: int, stop: int) -> torch.Tensor:
+        return self.fn(start, stop)
+
+
 class GroupNormStats:
     """Whole-tensor GroupNorm of ``x`` (B, C, D, H, W), applied slab by slab.
 
@@ -73,16 +90,16 @@ class GroupNormStats:
     float64 over slabs of ``rows`` rows.
     """
 
-    def __init__(self, norm: nn.GroupNorm, x: torch.Tensor, rows: int) -> None:
+    def __init__(self, norm: nn.GroupNorm, x: torch.Tensor | RowSource, rows: int) -> None:
         self.norm = norm
-        b, g = x.shape[0], norm.num_groups
-        total = torch.zeros(b, g, dtype=torch.float64, device=x.device)
-        squares = torch.zeros_like(total)
-        for start in range(0, x.shape[2], rows):
-            part = x[:, :, start : start + rows].reshape(b, g, -1).double()
-            total += part.sum(-1)
-            squares += part.square().sum(-1)
-        count = x[0].numel() / g
+        source = x if isinstance(x, RowSource) else RowSource.of(x)
+        total = squares = None
+        for start in range(0, source.length, rows):
+            part = source(start, min(start + rows, source.length))
+            part = part.reshape(part.shape[0], norm.num_groups, -1).double()
+            total = part.sum(-1) if total is None else total + part.sum(-1)
+            squares = part.square().sum(-1) if squares is None else squares + part.square().sum(-1)
+        count = source.voxels_per_item / norm.num_groups
         mean = total / count
         var = (squares / count - mean.square()).clamp_min(0.0)
         self.mean = mean.float()[:, :, None]
@@ -109,11 +126,12 @@ def conv3x3(
     pre: Callable[[torch.Tensor], torch.Tensor] | None,
     rows: int,
     out: torch.Tensor | None = None,
+    accumulate: bool = False,
 ) -> torch.Tensor:
     """``conv(pre(x))`` for a stride-1 convolution of odd kernel with "same" padding, slab by
     slab; ``pre`` (elementwise, e.g. norm + SiLU) runs before the zero padding, as in the
     network. ``out`` may be ``x`` itself (same channels): the rows a later slab still needs
-    are kept aside before they are overwritten."""
+    are kept aside before they are overwritten. ``accumulate`` adds to ``out``."""
     k = conv.kernel_size[0]
     r = k // 2
     n = x.shape[2]
@@ -133,7 +151,10 @@ def conv3x3(
         result = F.conv3d(act, conv.weight, conv.bias, padding=(0, r, r))
         if out is x:
             kept = x[:, :, max(stop - r, 0) : stop].clone()
-        out[:, :, start:stop] = result
+        if accumulate:
+            out[:, :, start:stop] += result
+        else:
+            out[:, :, start:stop] = result
     return out
 
 
@@ -177,37 +198,96 @@ def downsample(block: AEKLDownsample, x: torch.Tensor, rows: int) -> torch.Tenso
     return out
 
 
-def upsample(block: UpSample, x: torch.Tensor, rows: int) -> torch.Tensor:
-    """MONAI's non-trainable ``UpSample`` (nearest, ×2) with its 3³ post-convolution: each
-    output slab from the input rows it covers, upsampled with a row of halo."""
+def _check_upsample(block: UpSample) -> nn.Conv3d:
     interp = block.upsample_non_trainable
     factor = interp.scale_factor
     factors = tuple(factor) if isinstance(factor, tuple | list) else (factor,) * 3
     if interp.mode != "nearest" or any(float(f) != 2.0 for f in factors):
         raise NotImplementedError(f"only nearest ×2 upsampling streams, got {interp.mode}")
-    conv = _conv3d(block.postconv)
+    return _conv3d(block.postconv)
+
+
+def upsampled_rows(block: UpSample, x: torch.Tensor, start: int, stop: int) -> torch.Tensor:
+    """Rows ``[start, stop)`` of MONAI's non-trainable ``UpSample`` (nearest ×2, then its 3³
+    post-convolution) of ``x``, from the input rows they cover, upsampled with a row of halo."""
+    conv = _check_upsample(block)
+    n_out = 2 * x.shape[2]
+    lo, hi = (start - 1) // 2, (stop + 1 + 1) // 2  # low-res rows covering start-1 … stop
+    part, before, _ = _rows(x, lo, hi)
+    up = F.interpolate(part, scale_factor=2.0, mode="nearest")
+    first = 2 * (lo + before)  # full-res index of up's first row
+    up = up[:, :, max(start - 1, 0) - first : stop + 1 - first]
+    pad_before = 1 if start == 0 else 0
+    pad_after = 1 if stop == n_out else 0
+    up = F.pad(up, (0, 0, 0, 0, pad_before, pad_after))
+    return F.conv3d(up, conv.weight, conv.bias, padding=(0, 1, 1))
+
+
+def upsampled(block: UpSample, x: torch.Tensor) -> RowSource:
+    """The output of ``block`` on ``x`` as rows computed on demand."""
+    n = 2 * x.shape[2]
+    channels = _check_upsample(block).out_channels
+    return RowSource(
+        lambda a, b: upsampled_rows(block, x, a, b), n, channels * n * 4 * x[0, 0, 0].numel()
+    )
+
+
+def upsample(block: UpSample, x: torch.Tensor, rows: int) -> torch.Tensor:
+    """MONAI's non-trainable ``UpSample`` over ``x``, slab by slab."""
+    conv = _check_upsample(block)
     n_out = 2 * x.shape[2]
     out = x.new_empty((x.shape[0], conv.out_channels, n_out, 2 * x.shape[3], 2 * x.shape[4]))
     step = max(2, rows // 2 * 2)
     for start in range(0, n_out, step):
         stop = min(start + step, n_out)
-        lo, hi = (start - 1) // 2, (stop + 1 + 1) // 2  # low-res rows covering start-1 … stop
-        part, before, _ = _rows(x, lo, hi)
-        up = F.interpolate(part, scale_factor=2.0, mode="nearest")
-        first = 2 * (lo + before)  # full-res index of up's first row
-        up = up[:, :, max(start - 1, 0) - first : stop + 1 - first]
-        pad_before = 1 if start == 0 else 0
-        pad_after = 1 if stop == n_out else 0
-        up = F.pad(up, (0, 0, 0, 0, pad_before, pad_after))
-        out[:, :, start:stop] = F.conv3d(up, conv.weight, conv.bias, padding=(0, 1, 1))
+        out[:, :, start:stop] = upsampled_rows(block, x, start, stop)
     return out
+
+
+def upsample_narrowing_block(
+    up: UpSample, block: AEKLResBlock, x: torch.Tensor, rows: int
+) -> torch.Tensor:
+    """``block(up(x))`` for a residual block with fewer output than input channels (the
+    decoder's last level: 128 → 64 channels at full resolution), without ever holding
+    ``up(x)``, the decoder's largest tensor: its rows are computed once for ``norm1``'s
+    statistics and once more for ``conv1`` and the shortcut."""
+    source = upsampled(up, x)
+    n = source.length
+    stats = GroupNormStats(block.norm1, source, rows)
+    conv1 = _conv3d(block.conv1)
+    b, c = x.shape[0], block.out_channels
+    shape = (b, c, n, 2 * x.shape[3], 2 * x.shape[4])
+    h, out = x.new_empty(shape), x.new_empty(shape)
+    for start in range(0, n, rows):
+        stop = min(start + rows, n)
+        lo, hi = max(start - 1, 0), min(stop + 1, n)
+        u = source(lo, hi)
+        act = F.pad(
+            F.silu(stats.apply(u), inplace=True), (0, 0, 0, 0, lo - start + 1, stop + 1 - hi)
+        )
+        h[:, :, start:stop] = F.conv3d(act, conv1.weight, conv1.bias, padding=(0, 1, 1))
+        out[:, :, start:stop] = block.nin_shortcut(u[:, :, start - lo : stop - lo])
+    pre = _norm_silu(GroupNormStats(block.norm2, h, rows))
+    return conv3x3(h, _conv3d(block.conv2), pre, rows, out=out, accumulate=True)
 
 
 def run_blocks(blocks: nn.ModuleList, x: torch.Tensor, rows: int | None) -> torch.Tensor:
     """An ``Encoder`` / ``Decoder``'s blocks in order, each over the whole tensor in slabs."""
-    for block in blocks:
+    blocks = list(blocks)
+    i = 0
+    while i < len(blocks):
+        block = blocks[i]
+        i += 1
         n = _slab_rows(x, rows, _widest(block, x))
-        if isinstance(block, AEKLResBlock):
+        after = blocks[i] if i < len(blocks) else None
+        if (
+            isinstance(block, UpSample)
+            and isinstance(after, AEKLResBlock)
+            and after.out_channels < after.in_channels
+        ):
+            x = upsample_narrowing_block(block, after, x, n)
+            i += 1
+        elif isinstance(block, AEKLResBlock):
             x = res_block(block, x, n)
         elif isinstance(block, AEKLDownsample):
             x = downsample(block, x, n)
