@@ -63,15 +63,14 @@ BLEND_DILATION = 2  # model-space voxels around the lesion that --blend lets cha
 # the whole-volume change left out beyond the box averaged 0.007–0.009.
 REGION_MARGIN = 1
 DECODE_CONTEXT = 2
-# Latent voxels of real neighbours (at least) around the kept box in a large volume's edit crop,
-# before rounding up to the U-Net's multiple. At the paper's 8× downsampling a 10 mm lesion keeps
-# a 6³ box and gets an 8³ crop (64³ voxels, 6% of 160³; 2 voxels would give 12³, 22%): the
-# whole heal takes 49 s instead of 215 s (bench/heal_160.py). What the U-Nets lose, measured
-# by forcing crops on the tiny `make demo` checkpoint (`bench/guidance.py [--crop-context 1]`,
-# 8–12 voxel crops of 12³ latents; medians, whole-volume edits in brackets): heal MAE ratio
-# 0.52 [0.57] on the 4 test subjects, 0.41 [0.47] on the 3 validation ones; inserted-lesion
-# intensity ratio 0.40 [0.35], 0.96 [0.60]; PSNR outside ≥ 30 dB in all. Heal does not suffer;
-# insertion is weaker, most on validation.
+# sampling.edit_crop: latent voxels of real neighbours (at least) around the kept box in a large
+# volume's edit crop, before rounding up to the U-Net's multiple. At the paper's 8× downsampling
+# a 10 mm lesion keeps a 6³ box and gets an 8³ crop (64³ voxels, 6% of 160³). The crop is fast
+# and approximate: bench/heal_160.py (paper architecture, random weights, 300 guided steps) heals
+# 160³ in 128 s / 3.5 GiB with it against 723 s / 4.3 GiB whole; on the tiny `make demo`
+# checkpoint forced through it (`bench/guidance.py --crop-context 1`, validation subjects,
+# whole-latent edits in brackets) the heal MAE ratio is 0.47 [0.31] and the inserted-lesion
+# intensity ratio 0.73 [0.63]: the U-Nets, which train on whole latents, do worse on crops.
 CROP_CONTEXT = 1
 
 Box = tuple[slice, slice, slice]
