@@ -352,8 +352,13 @@ def build_parser() -> argparse.ArgumentParser:
         if samples:
             p.add_argument("-n", type=int, default=1, help="number of samples (default 1)")
         p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-        p.add_argument("--steps", type=int, default=None, help="sampling steps (default 50)")
-        p.add_argument("--sampler", default=None, help="ddim (default) or ddpm")
+        p.add_argument(
+            "--steps",
+            type=int,
+            default=None,
+            help="sampling steps (default: the checkpoint's; 20 in tiny, 300 in paper)",
+        )
+        p.add_argument("--sampler", default=None, help="ddim (default), ddpm or dpmpp-2m")
         p.add_argument("--eta", type=float, default=None, help="DDIM eta (default 0)")
         p.add_argument(
             "--set",
@@ -380,7 +385,7 @@ def build_parser() -> argparse.ArgumentParser:
             type=int,
             default=None,
             help="noise the scan to this step of the 1024, then denoise (default: the "
-            f"checkpoint's sampling.{t_start}: 500/700 heal/lesion in tiny, 300/500 in paper)",
+            f"checkpoint's sampling.{t_start}: 800/700 heal/lesion in tiny, 300/500 in paper)",
         )
         p.add_argument(
             "--blend", action="store_true", help="change only the dilated lesion (default: off)"
