@@ -22,6 +22,18 @@ from usbrain.tasks.heal import heal
 from usbrain.tasks.lesion import lesion
 
 
+def _heal_with_mask(pipeline_dir, scans) -> list:
+    return [
+        "heal",
+        "--checkpoint",
+        pipeline_dir,
+        "--image",
+        scans["image"],
+        "--mask",
+        scans["mask"],
+    ]
+
+
 def _moving(pipeline_dir) -> Pipeline:
     pipe = Pipeline.from_pretrained(pipeline_dir)
     with torch.no_grad():  # MONAI zero-initialises the output layers: no edit would move
@@ -52,15 +64,7 @@ def test_samples_average_the_single_seed_runs_and_give_their_std(task, pipeline_
 def test_cli_samples_write_std_and_one_sample_is_the_plain_run(
     pipeline_dir, scans, tmp_path, capsys
 ):
-    args = [
-        "heal",
-        "--checkpoint",
-        pipeline_dir,
-        "--image",
-        scans["image"],
-        "--mask",
-        scans["mask"],
-    ]
+    args = _heal_with_mask(pipeline_dir, scans)
     assert run(capsys, *args, "--out", tmp_path / "plain")[0] == 0
     assert run(capsys, *args, "--samples", "1", "--out", tmp_path / "one")[0] == 0
     for name in RESULT_FILES:
@@ -140,15 +144,7 @@ def test_the_paper_preset_edits_visit_every_timestep_below_t_start():
 
 
 def test_edit_stride_reaches_the_sidecar(pipeline_dir, scans, tmp_path, capsys):
-    args = [
-        "heal",
-        "--checkpoint",
-        pipeline_dir,
-        "--image",
-        scans["image"],
-        "--mask",
-        scans["mask"],
-    ]
+    args = _heal_with_mask(pipeline_dir, scans)
     assert run(capsys, *args, "--set", "edit_stride=1", "--out", tmp_path / "h")[0] == 0
     record = json.loads((tmp_path / "h" / "usbrain.json").read_text())
     t_start = record["parameters"]["t_start_heal"]

@@ -7,6 +7,7 @@ torch (1, C, d, h, w) scaled as diffusion sees them.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -75,13 +76,19 @@ def check_samples(samples: int) -> None:
         raise InputError(f"--samples {samples}: must be 1 or more")
 
 
-def mean_and_std(outputs: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray | None]:
-    """The voxel-wise mean of ``K`` same-shaped outputs and their standard deviation (float32;
-    None for one output, which comes back as it is)."""
-    if len(outputs) == 1:
-        return outputs[0], None
+def sampled_edits(
+    samples: int, seed: int, run_one: Callable[[int], tuple[np.ndarray, dict[str, Any]]]
+) -> tuple[np.ndarray, dict[str, Any], dict[str, np.ndarray]]:
+    """``run_one(k)`` for the samples k = 0 … ``samples`` − 1 (seed ``seed + k``), each an
+    edited volume and its info: their voxel-wise mean (float32; one sample comes back as it
+    is), the first sample's info with every seed, and the map ``std`` of several samples."""
+    outputs, infos = zip(*(run_one(k) for k in range(samples)), strict=True)
+    info = dict(infos[0])
+    if samples == 1:
+        return outputs[0], info, {}
     stack = np.stack(outputs).astype(np.float64)
-    return stack.mean(0).astype(np.float32), stack.std(0).astype(np.float32)
+    info["seeds"] = [seed + k for k in range(samples)]
+    return stack.mean(0).astype(np.float32), info, {"std": stack.std(0).astype(np.float32)}
 
 
 def sampler_for(pipe: Pipeline, sampling: SamplingConfig) -> Sampler:

@@ -33,9 +33,9 @@ from usbrain.tasks.common import (
     check_samples,
     encode,
     generator,
-    mean_and_std,
     prepare_edit,
     require_mask_conditioning,
+    sampled_edits,
 )
 from usbrain.tasks.edit import EditState, edit
 from usbrain.tasks.lesion import model_lesion
@@ -79,9 +79,9 @@ def heal(
         )
         lesion_m = prepared.mask
     x_src = encode(pipe, prepared.image) if mask is None else None
-    outputs, edit_infos = [], []
-    for k in range(samples):
-        out, edit_info = edit(
+
+    def one(k: int) -> tuple[np.ndarray, dict]:
+        return edit(
             pipe,
             image,
             prepared,
@@ -96,13 +96,9 @@ def heal(
             x_src,
             fill=mask is not None,  # nothing of a known lesion may survive inside its mask
         )
-        outputs.append(out)
-        edit_infos.append(edit_info)
-    healed, std = mean_and_std(outputs)
-    info = {**info, **edit_infos[0]}  # what the first sample ran with
-    maps = {} if std is None else {"std": std}
-    if samples > 1:
-        info["seeds"] = [seed + k for k in range(samples)]
+
+    healed, edit_info, maps = sampled_edits(samples, seed, one)
+    info = {**info, **edit_info}
     if mask is None:
         anomaly = np.abs(image.data.astype(np.float32) - healed)
         found = found_lesion(pipe, image, prepared, anomaly, x_src, sampling, seed, progress)

@@ -28,9 +28,9 @@ from usbrain.tasks.common import (
     denoiser_for,
     encode,
     generator,
-    mean_and_std,
     prepare_edit,
     require_mask_conditioning,
+    sampled_edits,
     sampler_for,
 )
 from usbrain.tasks.edit import EditState, edit
@@ -78,9 +78,9 @@ def lesion(
     else:
         lesion_m = prepared.mask
     t_start = sampling.t_start_lesion if t_start is None else t_start
-    outputs, edit_infos = [], []
-    for k in range(samples):
-        out, edit_info = edit(
+
+    def one(k: int) -> tuple[np.ndarray, dict]:
+        return edit(
             pipe,
             image,
             prepared,
@@ -94,13 +94,9 @@ def lesion(
             guidance_for,
             x_src,
         )
-        outputs.append(out)
-        edit_infos.append(edit_info)
-    inserted, std = mean_and_std(outputs)
-    info = {**info, **edit_infos[0]}  # what the first sample ran with
-    if samples > 1:
-        info["seeds"] = [seed + k for k in range(samples)]
-    maps = {} if std is None else {"std": std}
+
+    inserted, edit_info, maps = sampled_edits(samples, seed, one)
+    info = {**info, **edit_info}
     return Result(Volume(inserted, image.affine, None, image.header), mask, image, info, maps)
 
 
