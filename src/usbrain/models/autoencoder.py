@@ -72,8 +72,9 @@ class Autoencoder(nn.Module):
 
     def encode_streamed(self, x: torch.Tensor, rows: int | None = None) -> torch.Tensor:
         """:meth:`encode` computed block by block in slabs of ``rows`` rows along D (default:
-        ≈ 128 MiB a slab): the whole-volume result (GroupNorm statistics over the whole
-        tensor), in a fraction of the memory (:mod:`usbrain.models.streaming`)."""
+        ``streaming.SLAB_ELEMENTS`` values a slab): the whole-volume result (GroupNorm
+        statistics over the whole tensor), in a fraction of the memory
+        (:mod:`usbrain.models.streaming`)."""
         return streaming.encode_mean(self.net, x, rows) * self.scale_factor
 
     def decode_streamed(self, z: torch.Tensor, rows: int | None = None) -> torch.Tensor:

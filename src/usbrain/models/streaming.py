@@ -10,7 +10,8 @@ never builds more than one slab of a block's intermediates at a time:
   needs, zero-padded only at the volume's faces, as the whole-volume convolution pads.
 
 Slabs run along the first spatial axis (D). What lives in memory is a block's input and its
-output (a residual block's output overwrites its input where the channels agree), not the
+output (a residual block's second convolution overwrites its first's output in place; an
+upsampling into a narrowing residual block never holds the upsampled tensor), not the
 activations of the whole block: a 160³ encode + decode with the paper autoencoder stays far below
 whole-volume coding (bench/memory.py). Attention blocks are not supported (usbrain's
 autoencoders have none).
@@ -30,8 +31,6 @@ from torch import nn
 # once beside the block's input and output, so they stay small next to a 160³ activation (1 GiB at
 # 64 channels); smaller slabs recompute more halo rows.
 SLAB_ELEMENTS = 16 * 2**20
-
-Pre = Callable[[torch.Tensor, int], torch.Tensor]  # (slab rows, first row index) → activation
 
 
 def _rows(x: torch.Tensor, start: int, stop: int) -> tuple[torch.Tensor, int, int]:
@@ -173,7 +172,7 @@ def res_block(block: AEKLResBlock, x: torch.Tensor, rows: int) -> torch.Tensor:
     h = conv3x3(x, _conv3d(block.conv1), _norm_silu(GroupNormStats(block.norm1, x, rows)), rows)
     pre = _norm_silu(GroupNormStats(block.norm2, h, rows))
     same = block.in_channels == block.out_channels
-    # conv2 may overwrite h in place; the shortcut then reads x, which stays until the end
+    # conv2 overwrites h in place; the shortcut reads x, which stays until the end
     out = conv3x3(h, _conv3d(block.conv2), pre, rows, out=h)
     shortcut = block.nin_shortcut
     for start in range(0, x.shape[2], rows):

@@ -37,9 +37,9 @@ from usbrain.pipeline import Pipeline
 MNI_BRAIN_CENTRE_MM = np.array([0.0, -22.0, 9.5])
 # A mask with more of its voxels outside the brain than this is refused as misplaced.
 MAX_OUTSIDE_BRAIN = 0.5
-# A scan healed without a mask with more of its brain outside the model grid than this is
-# refused: the model would look for the lesion in a fraction of it. The paper grid (160 mm) cuts
-# 2.75% of the MNI brain (its poles).
+# A scan edited without a mask (heal finding the lesion, lesion --propose) with more of its
+# brain outside the model grid than this is refused: the model would search a fraction of it.
+# The paper grid (160 mm) cuts 2.75% of the MNI brain (its poles).
 MAX_BRAIN_OUTSIDE_GRID = 0.25
 # Volumes of more voxels than this are "large": encoded and decoded in slabs
 # (``Autoencoder.encode_streamed`` / ``decode_streamed``: the whole-volume result in less
