@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_OUT ?= demo_out
 
-.PHONY: demo test lint install clean
+.PHONY: demo test weights lint install clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,10 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/usbrain demo --out $(DEMO_OUT)
+
+# The shipped models/base from scratch: ~2 h on 2 CPU cores; rerun after a kill to continue.
+weights: $(STAMP)
+	$(BIN)/usbrain train-base --out runs/base --export models/base
 
 test: $(STAMP)
 	$(BIN)/ruff check src tests bench

@@ -75,7 +75,7 @@ def test_bad_files(tmp_path):
         load_config(path=tmp_path / "y.yaml")
 
 
-@pytest.mark.parametrize("name", ["tiny", "paper"])
+@pytest.mark.parametrize("name", ["tiny", "base", "paper"])
 def test_config_files_spell_out_the_presets(name):
     path = Path(__file__).parents[1] / "configs" / f"{name}.yaml"
     assert load_config(name, path=path) == load_config(name)

@@ -23,7 +23,12 @@ def _cohort(args: argparse.Namespace) -> None:
     from usbrain.data.cohort import write_cohort
 
     manifest = write_cohort(
-        args.out, subjects=args.subjects, size=args.size, seed=args.seed, overwrite=args.overwrite
+        args.out,
+        subjects=args.subjects,
+        size=args.size,
+        seed=args.seed,
+        overwrite=args.overwrite,
+        variation=args.variation,
     )
     print(f"cohort written: {manifest}")
 
@@ -119,6 +124,15 @@ def _train(args: argparse.Namespace) -> None:
         print(f"pipeline written: {path}")
 
 
+def _train_base(args: argparse.Namespace) -> None:
+    from usbrain.train.distributed import init_world
+    from usbrain.weights import train_base
+
+    world = init_world(args.device)
+    path = train_base(args.out, world, export=args.export, overwrite=args.overwrite)
+    print(f"base pipeline: {path}" + (f" (exported to {args.export})" if args.export else ""))
+
+
 def _train_seg(args: argparse.Namespace) -> None:
     import torch
 
@@ -147,8 +161,16 @@ def _task_options(args: argparse.Namespace):
         if kind != "nnunet":
             raise UsbrainError(f"--export {kind}: unknown format (supported: nnunet)")
         export = Path(export)
+    from usbrain.pipeline import pipeline_folder
+
     return TaskOptions(
-        args.checkpoint, args.out, args.seed, device, args.overwrite, tuple(overrides), export
+        pipeline_folder(args.checkpoint),
+        args.out,
+        args.seed,
+        device,
+        args.overwrite,
+        tuple(overrides),
+        export,
     )
 
 
@@ -207,9 +229,10 @@ def _lesion(args: argparse.Namespace) -> None:
 
 def _benchmark(args: argparse.Namespace) -> None:
     from usbrain.evaluate.report import benchmark_to_folder
+    from usbrain.pipeline import pipeline_folder
 
     report = benchmark_to_folder(
-        args.checkpoint,
+        pipeline_folder(args.checkpoint),
         args.data,
         args.out,
         args.split,
@@ -288,6 +311,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--subjects", type=int, default=24, help="number of subjects (default 24)")
     p.add_argument("--size", type=int, default=64, help="voxels per axis (200 mm field of view)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument(
+        "--variation",
+        choices=("demo", "rich"),
+        default="demo",
+        help="demo: smooth warps of the template (what tiny trains on); rich: larger "
+        "deformations plus enlarged ventricles and cortical and hippocampal atrophy (base)",
+    )
     _add_overwrite(p)
 
     p = command("pseudo", _pseudo, "embed real lesion masks into healthy brains")
@@ -322,6 +352,21 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config(p)
     _add_overwrite(p)
 
+    p = command(
+        "train-base",
+        _train_base,
+        "train the shipped base model from scratch (cohort, autoencoder, denoisers); rerun "
+        "after a kill to continue where it stopped",
+    )
+    p.add_argument("--out", type=Path, default=Path("runs/base"), help="run folder")
+    p.add_argument(
+        "--export", type=Path, default=None, help="copy the pipeline here too (e.g. models/base)"
+    )
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    p.add_argument(
+        "--overwrite", action="store_true", help="discard the run in --out, start afresh"
+    )
+
     p = command("encode", _encode, "encode a prepared cache into latents for diffusion training")
     p.add_argument("--checkpoint", type=Path, required=True, help="train-ae checkpoint folder")
     p.add_argument("--data", type=Path, required=True, help="cache folder from `usbrain prepare`")
@@ -347,7 +392,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     def task_command(name, run, help_, *, samples: bool = False, export: bool = True):
         p = command(name, run, help_)
-        p.add_argument("--checkpoint", type=Path, required=True, help="pipeline folder")
+        p.add_argument(
+            "--checkpoint",
+            type=Path,
+            required=True,
+            help="pipeline folder, or base (the shipped model in models/base)",
+        )
         p.add_argument("--out", type=Path, required=True, help="output folder")
         if samples:
             p.add_argument("-n", type=int, default=1, help="number of samples (default 1)")
@@ -432,7 +482,12 @@ def build_parser() -> argparse.ArgumentParser:
     edit_arguments(p, "t_start_lesion")
 
     p = command("benchmark", _benchmark, "score every edit method against ground truth")
-    p.add_argument("--checkpoint", type=Path, required=True, help="pipeline folder")
+    p.add_argument(
+        "--checkpoint",
+        type=Path,
+        required=True,
+        help="pipeline folder, or base (the shipped model in models/base)",
+    )
     p.add_argument("--data", type=Path, required=True, help="manifest CSV with healthy_image")
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.add_argument("--split", default="test", help="which split to score (default test)")

@@ -85,6 +85,15 @@ class AutoencoderConfig:
     # masks count too). The weighted L1 spreads its pull over every voxel; Dice scores the
     # overlap that thresholding keeps, which is what decides a lesion's edge.
     mask_dice_weight: float = 0.0
+    # Weight of a patch adversarial term on image reconstructions (MONAI's PatchDiscriminator,
+    # least-squares PatchAdversarialLoss; 0 = off). L1 and SSIM are minimised by the average of
+    # the plausible sharp images, which is blurred; the discriminator penalises that average.
+    adversarial_weight: float = 0.0
+    # Training step it is switched on at: a discriminator facing a random decoder only teaches
+    # it noise, so the reconstruction terms warm the decoder up first.
+    adversarial_start: int = 0
+    discriminator_channels: int = 16  # of its first layer; each further layer doubles them
+    discriminator_layers: int = 3
 
     @property
     def downsampling(self) -> int:
@@ -314,6 +323,11 @@ class Config:
             )
         if self.autoencoder.whole_volume_steps < 0:
             raise ConfigError("autoencoder.whole_volume_steps: must be 0 or more")
+        for key in ("adversarial_weight", "adversarial_start"):
+            if getattr(self.autoencoder, key) < 0:
+                raise ConfigError(f"autoencoder.{key}: must be 0 or more")
+        if self.autoencoder.discriminator_channels < 1 or self.autoencoder.discriminator_layers < 1:
+            raise ConfigError("autoencoder.discriminator_channels/_layers: must be 1 or more")
         if len(self.unet.attention_levels) != len(self.unet.channels):
             raise ConfigError("unet.attention_levels: needs one entry per unet.channels level")
         for name, channels in (("autoencoder", self.autoencoder), ("unet", self.unet)):
@@ -362,6 +376,69 @@ PRESETS: dict[str, dict[str, Any]] = {
         "diffusion": {"lesion_weighted_loss": True},
         "train_diffusion": {"weight_decay": 0.0},
         "sampling": {"steps": 300, "edit_stride": 1, "guidance": {"alpha0_scale": 0.18215}},
+    },
+    # The model `make weights` trains and the repo ships (models/base): the rich built-in
+    # cohort at 2 mm, where 96³ holds the whole MNI brain, within 150 minutes on 2 CPU cores.
+    # The paper's 8× downsampling (four autoencoder levels) gives 12³ latents. Step costs on 2
+    # cores: the (32, 64, 64, 64) autoencoder 0.74 s a 32³ patch and 20 s a whole 96³ volume,
+    # the (64, 128, 128) U-Nets 1.3 s a batch of 8 latents. Sampling starts from tiny's
+    # settings; what base's validation split says of them is in models/base/README.md.
+    "base": {
+        "preset": "base",
+        "space": {"size": (96, 96, 96), "spacing": 2.0},
+        "autoencoder": {
+            "channels": (32, 64, 64, 64),
+            "num_res_blocks": 1,
+            "latent_channels": 4,
+            "norm_num_groups": 16,
+            "train_patch": 32,
+            # Whole volumes at the end, for GroupNorm statistics of the whole field of view
+            # (see tiny); 48 of them are a quarter of the autoencoder's time.
+            "whole_volume_steps": 48,
+            "clamped_l1": True,
+            "initial_log_variance": -8.0,
+            "ssim_weight": 1.0,
+            "mask_dice_weight": 0.15,
+            "adversarial_weight": 0.03,
+            "adversarial_start": 800,
+        },
+        "unet": {
+            "channels": (64, 128, 128),
+            "attention_levels": (False, False, True),
+            "num_head_channels": 32,
+            "norm_num_groups": 32,
+        },
+        "diffusion": {"prediction": "v", "min_snr_gamma": 5.0},
+        "train_autoencoder": {
+            "steps": 2448,
+            "batch_size": 1,
+            "lr": 1e-3,
+            "adam_betas": (0.5, 0.9),
+            "warmup_steps": 50,
+            "cosine_decay": True,
+            # Short, so that the weights it ends with are those of the whole-volume steps.
+            "ema_decay": 0.95,
+            "val_every": 816,
+            "save_every": 48,
+        },
+        "train_diffusion": {
+            "steps": 1500,
+            "batch_size": 8,
+            "lr": 5e-4,
+            "warmup_steps": 50,
+            "ema_decay": 0.99,
+            "val_every": 250,
+            "save_every": 50,
+        },
+        "sampling": {
+            "steps": 20,
+            "t_start_heal": 800,
+            "t_start_lesion": 700,
+            "condition_scale": 3.0,
+            "condition_input": "estimate",
+            "anomaly_threshold": 0.15,
+            "guidance": {"alpha0": 1.0, "alpha0_without_mask": 1.5},
+        },
     },
     # Trains AE + both U-Nets on the built-in cohort within minutes on 2 CPU cores. 4 mm keeps
     # the whole MNI brain (≈145×181×155 mm) inside 48³; three AE levels give 12³ latents.

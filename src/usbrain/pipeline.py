@@ -7,7 +7,8 @@
     autoencoder.safetensors     autoencoder weights (EMA) with its latent scale factor
     denoiser.safetensors        lesion and brain U-Nets (EMA)
 
-Nothing is unpickled when loading.
+Nothing is unpickled when loading. A model the repo ships is loaded by its name too:
+``from_pretrained("base")`` reads ``models/base`` (what ``make weights`` trains).
 """
 
 from __future__ import annotations
@@ -27,6 +28,19 @@ from usbrain.files import atomic_dir
 from usbrain.models.autoencoder import Autoencoder
 from usbrain.models.denoiser import CompiledDenoiser, PairedDenoiser
 from usbrain.train.checkpoint import load_weights, read_meta, read_weights, save_weights
+
+# The repo's models/ folder (the package is installed editable from the checkout).
+SHIPPED_MODELS = Path(__file__).resolve().parents[2] / "models"
+SHIPPED_NAMES = ("base",)
+
+
+def pipeline_folder(path: str | Path) -> Path:
+    """``path``, or for a shipped model's bare name ("base") that is not a folder here, its
+    folder in the repo's ``models/``."""
+    path = Path(path)
+    if str(path) in SHIPPED_NAMES and not path.exists():
+        return SHIPPED_MODELS / str(path)
+    return path
 
 
 @dataclass
@@ -66,7 +80,16 @@ class Pipeline:
         self.compiled = None  # its frozen weights live there too
         return self
 
-    def save_pretrained(self, path: str | Path, overwrite: bool = False, **meta) -> Path:
+    def save_pretrained(
+        self,
+        path: str | Path,
+        overwrite: bool = False,
+        weights_dtype: str = "float32",
+        **meta,
+    ) -> Path:
+        """Write the folder; ``weights_dtype`` "float16" halves the files (loading casts the
+        weights back to float32, and the tasks compute in it)."""
+        dtype = {"float32": None, "float16": torch.float16}[weights_dtype]
         with atomic_dir(path, overwrite) as tmp:
             save_config(self.config, tmp / "config.yaml")
             info = {
@@ -74,21 +97,25 @@ class Pipeline:
                 "usbrain_version": __version__,
                 "torch_version": torch.__version__,
                 **meta,
+                "weights_dtype": weights_dtype,
             }
             (tmp / "meta.json").write_text(json.dumps(info, indent=1))
-            save_weights(self.autoencoder, tmp / "autoencoder.safetensors")
-            save_weights(self.denoiser, tmp / "denoiser.safetensors")
+            save_weights(self.autoencoder, tmp / "autoencoder.safetensors", dtype)
+            save_weights(self.denoiser, tmp / "denoiser.safetensors", dtype)
         return Path(path)
 
     @classmethod
     def from_pretrained(cls, path: str | Path, device: torch.device | str = "cpu") -> Pipeline:
-        path = Path(path)
+        """Load a pipeline folder, or a shipped model by name (``"base"``)."""
+        path = pipeline_folder(path)
         needed = ["config.yaml", "meta.json", "autoencoder.safetensors", "denoiser.safetensors"]
         if not path.is_dir() or any(not (path / f).is_file() for f in needed):
-            raise InputError(
-                f"{path}: not a usbrain pipeline (needs {', '.join(needed)}); "
-                "`usbrain train` writes one into its --out folder as pipeline/"
+            hint = (
+                "`make weights` trains it there"
+                if path.parent == SHIPPED_MODELS
+                else "`usbrain train` writes one into its --out folder as pipeline/"
             )
+            raise InputError(f"{path}: not a usbrain pipeline (needs {', '.join(needed)}); {hint}")
         meta = read_meta(path)
         if meta.get("kind") != "pipeline":
             raise InputError(f"{path}: is a {meta.get('kind')!r} folder, not a usbrain pipeline")

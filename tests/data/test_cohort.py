@@ -14,7 +14,7 @@ from usbrain.errors import ConfigError, OutputExistsError
 
 RANGES_ML = {"stroke": (1.0, 150.0), "wmh": (0.5, 30.0)}
 SIZE = 48
-MANIFEST_HEADER = "subject,image,mask,healthy_image,split,kind,lesion_ml,brain"
+MANIFEST_HEADER = "subject,image,mask,healthy_image,split,kind,lesion_ml,brain,subtype,atrophy"
 
 
 @pytest.fixture(scope="module")

@@ -1,11 +1,15 @@
 from __future__ import annotations
 
+import pytest
 import torch
 
 from tests.conftest import micro_config
 from usbrain.config import AutoencoderConfig
 from usbrain.models.autoencoder import Autoencoder
-from usbrain.train.autoencoder import AutoencoderJob, AutoencoderObjective
+from usbrain.train.autoencoder import AdversarialTerm, AutoencoderJob, AutoencoderObjective
+from usbrain.train.checkpoint import load_checkpoint
+from usbrain.train.distributed import World
+from usbrain.train.loop import train
 
 
 class Fixed(torch.nn.Module):
@@ -76,3 +80,78 @@ def test_patches_until_the_last_whole_volume_steps():
         shapes.append(tuple(batch["images"].shape[2:]))
         assert batch["masks"].shape == batch["images"].shape
     assert shapes == [(8, 8, 8)] * 3 + [(16, 16, 16)] * 2
+
+
+def test_adversarial_terms_reach_only_their_own_side():
+    term = AdversarialTerm(channels=4, layers=2)
+    source = torch.rand(1, 1, 16, 16, 16, requires_grad=True)
+    fake, real = source * 1.0, torch.rand(1, 1, 16, 16, 16)
+    generator, discriminator = term(fake, real)
+    generator.backward(retain_graph=True)
+    assert source.grad is not None and source.grad.abs().sum() > 0
+    assert all(p.grad is None for p in term.discriminator.parameters())
+    source.grad = None
+    discriminator.backward()
+    assert source.grad is None  # the discriminator's loss does not move the reconstruction
+    assert all(p.grad is not None for p in term.discriminator.parameters())
+
+
+def test_adversarial_term_switches_on_at_its_start_step():
+    config = micro_config(
+        "autoencoder.adversarial_weight=0.1",
+        "autoencoder.adversarial_start=2",
+        "autoencoder.discriminator_channels=4",
+        "autoencoder.discriminator_layers=2",
+    )
+    job = AutoencoderJob(config, Volumes(), Volumes())
+    assert job.auxiliary is not None and job.find_unused_parameters
+    seen = []
+    for step in range(4):
+        job.begin_step(step)
+        losses = job.objective(**job.inputs([0, 1], torch.Generator(), torch.device("cpu")))
+        seen.append("adversarial" in losses)
+    assert seen == [False, False, True, True]
+    assert AutoencoderJob(micro_config(), Volumes(), Volumes()).auxiliary is None
+
+
+class Stop(Exception):
+    pass
+
+
+def test_resume_restores_the_discriminator_and_gives_the_same_weights(tmp_path, monkeypatch):
+    torch.use_deterministic_algorithms(True)
+    config = micro_config(
+        "autoencoder.adversarial_weight=0.1",
+        "autoencoder.adversarial_start=1",
+        "autoencoder.discriminator_channels=4",
+        "autoencoder.discriminator_layers=2",
+        "train_autoencoder.steps=5",
+        "train_autoencoder.save_every=1",
+        "train_autoencoder.val_every=5",
+    )
+    world = World()
+
+    def run(out, resume=False):
+        job = AutoencoderJob(config, Volumes(), Volumes())
+        train(job, config, config.train_autoencoder, out, world, resume=resume, progress=False)
+        return load_checkpoint(out / "checkpoint")
+
+    whole = run(tmp_path / "a")
+    begin = AutoencoderJob.begin_step
+
+    def stop_at_3(self, step):
+        if step == 3:
+            raise Stop
+        begin(self, step)
+
+    monkeypatch.setattr(AutoencoderJob, "begin_step", stop_at_3)
+    with pytest.raises(Stop):
+        run(tmp_path / "b")
+    assert load_checkpoint(tmp_path / "b" / "checkpoint").meta["step"] == 3
+    monkeypatch.setattr(AutoencoderJob, "begin_step", begin)
+    resumed = run(tmp_path / "b", resume=True)
+    for name in ("model", "ema"):
+        a, b = getattr(whole, name), getattr(resumed, name)
+        assert max(float((a[k] - b[k]).abs().max()) for k in a) <= 1e-6, name
+    a, b = whole.state["auxiliary"], resumed.state["auxiliary"]
+    assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)

@@ -32,6 +32,7 @@ import numpy as np
 from scipy import ndimage
 from tqdm import tqdm
 
+from usbrain.data import atrophy
 from usbrain.data.datasets import Record, Split, assign_splits, write_manifest
 from usbrain.data.nifti import save_nifti
 from usbrain.data.preprocess import FWHM_PER_SIGMA
@@ -62,11 +63,6 @@ LESION_ML: dict[LesionKind, tuple[float, float]] = {
 LACUNAR_MAX_ML = 8.0  # smaller strokes are lacunar/subcortical (deep), larger ones territorial
 SPLIT_FRACTIONS = {Split.TRAIN: 0.7, Split.VAL: 0.15, Split.TEST: 0.15}
 
-# Anatomy variation.
-ROTATION_DEG = 5.0
-SCALE_JITTER = 0.05
-SHIFT_MM = 4.0
-WARP_MM = 2.5  # std of the smooth displacement (a few mm)
 WARP_LATTICE = 6  # control points per axis of the displacement: smooth over ~35 mm
 WARP_MIDDLE = 16
 # Appearance.
@@ -79,6 +75,32 @@ FLOW_MM = {"flow_sigma": 9.0, "speed": 4.5, "diffusion_sigma": 2.2}
 SEED_BLOB_MM = 4.0
 MIDLINE_MARGIN_MM = 3.0
 PERIVENTRICULAR_MM = 8.0  # decay length of the periventricular preference of WMH
+
+
+@dataclass(frozen=True)
+class Variation:
+    """How far subjects depart from the template.
+
+    ``rotation_deg``, ``scale_jitter``, ``shift_mm``: the affine jitter's ranges (uniform);
+    ``warp_mm``: std of the smooth displacement; ``atrophy``: also enlarge the ventricles (by
+    up to ``ventricle_mm``), widen the sulci and shrink the hippocampi, each to a degree drawn
+    per subject from one atrophy score (:mod:`usbrain.data.atrophy`).
+    """
+
+    rotation_deg: float = 5.0
+    scale_jitter: float = 0.05
+    shift_mm: float = 4.0
+    warp_mm: float = 2.5
+    atrophy: bool = False
+    ventricle_mm: float = 5.0
+
+
+# "demo": smooth warps of the template (what `make demo` trains `tiny` on); "rich": the anatomy
+# of ageing and Alzheimer cohorts, with larger deformations (what `base` trains on).
+VARIATIONS: dict[str, Variation] = {
+    "demo": Variation(),
+    "rich": Variation(rotation_deg=8.0, scale_jitter=0.08, shift_mm=6.0, warp_mm=4.0, atrophy=True),
+}
 
 
 @dataclass(frozen=True)
@@ -119,7 +141,8 @@ class CohortSubject:
     ``healthy``, ``pathological``: float32 in about [0, 1000], zero outside the brain; ``mask``,
     ``brain``: uint8 {0, 1}; ``wm``: the subject's white-matter probability (float32 in [0, 1]);
     ``affine``: (4, 4) voxel → MNI mm; ``kind``: "stroke", "wmh" or "healthy"; ``subtype``:
-    "territorial", "lacunar", "periventricular", "periventricular+deep" or ""; ``lesion_ml``.
+    "territorial", "lacunar", "periventricular", "periventricular+deep" or ""; ``lesion_ml``;
+    ``atrophy``: the subject's atrophy score in [0, 1] (0 without atrophy).
 
     >>> s = make_subject(load_template(), 0, 16, seed=0)
     >>> s.healthy.shape, s.kind, s.lesion_ml > 0
@@ -135,18 +158,21 @@ class CohortSubject:
     kind: str
     subtype: str
     lesion_ml: float
+    atrophy: float = 0.0
 
 
 @dataclass(frozen=True)
 class Anatomy:
     """A subject's template maps on its output grid: ``t1``, ``gm``, ``wm`` float32 in [0, 1],
-    ``brain`` bool, all (S, S, S); ``affine`` the grid's (isotropic, diagonal) voxel → mm."""
+    ``brain`` bool, all (S, S, S); ``affine`` the grid's (isotropic, diagonal) voxel → mm;
+    ``atrophy`` the score its atrophy was drawn with (0: none)."""
 
     t1: np.ndarray
     gm: np.ndarray
     wm: np.ndarray
     brain: np.ndarray
     affine: np.ndarray
+    atrophy: float = 0.0
 
     @property
     def spacing(self) -> float:
@@ -190,39 +216,89 @@ def _upsample(lattice: np.ndarray, size: int) -> np.ndarray:
     return ndimage.zoom(middle, size / WARP_MIDDLE, order=1, mode="nearest")
 
 
+@functools.lru_cache(maxsize=1)
+def _ventricle_pull() -> np.ndarray:
+    """:func:`usbrain.data.atrophy.ventricle_pull` of the template's ventricles, (3, ...) on its
+    1 mm grid, as MNI-mm vectors."""
+    template = load_template()
+    spacing = float(abs(template.affine[0, 0]))
+    world = _world_mm(template.affine, template.brain.shape)
+    offset = world - template.centre[:, None, None, None]
+    ventricles = atrophy.central_csf(
+        template.gm, template.wm, template.brain > 0.5, offset, spacing
+    )
+    pull = atrophy.ventricle_pull(ventricles, spacing)
+    directions = template.affine[:3, :3] / spacing  # voxel axes → world axes (±1 on a diagonal)
+    return np.tensordot(directions, pull, axes=1).astype(np.float32)
+
+
+def _atrophy_degrees(rng: np.random.Generator) -> tuple[float, float, float, float]:
+    """(score, ventricle, cortex, hippocampus): one score in [0, 1] (skewed to mild, as ageing
+    cohorts are), each region's degree the score times its own factor (regions vary apart)."""
+    score = float(rng.beta(1.3, 2.0))
+    ventricle, cortex, hippocampus = np.clip(score * rng.uniform(0.5, 1.5, 3), 0.0, 1.0)
+    return score, float(ventricle), float(cortex), float(hippocampus)
+
+
 def sample_anatomy(
-    template: Template, affine: np.ndarray, size: int, rng: np.random.Generator
+    template: Template,
+    affine: np.ndarray,
+    size: int,
+    rng: np.random.Generator,
+    variation: Variation = VARIATIONS["demo"],
 ) -> Anatomy:
     """The template seen through a random affine jitter and smooth deformation.
 
-    Each output voxel's world position is rotated (±5°), scaled (±5%) and shifted (±4 mm) about
-    the brain centre, then displaced by a smooth random field (noise of std 2.5 mm on a 6³
-    lattice, interpolated); the prefiltered template is read there by linear interpolation.
+    Each output voxel's world position is rotated, scaled and shifted about the brain centre
+    (by default ±5°, ±5%, ±4 mm), then displaced by a smooth random field (noise of std 2.5 mm
+    on a 6³ lattice, interpolated); the prefiltered template is read there by linear
+    interpolation. With ``variation.atrophy`` the ventricles are enlarged in the same read and
+    the sulci and hippocampi atrophied on the output grid (:mod:`usbrain.data.atrophy`).
     """
     spacing = float(affine[0, 0])
     grid = np.indices((size,) * 3, dtype=np.float64).reshape(3, -1)
     world = affine[:3, :3] @ grid + affine[:3, 3:]
     centre = template.centre[:, None]
-    linear = _rotation(rng.uniform(-ROTATION_DEG, ROTATION_DEG, 3)) @ np.diag(
-        rng.uniform(1 - SCALE_JITTER, 1 + SCALE_JITTER, 3)
+    rotation = variation.rotation_deg
+    scale = variation.scale_jitter
+    linear = _rotation(rng.uniform(-rotation, rotation, 3)) @ np.diag(
+        rng.uniform(1 - scale, 1 + scale, 3)
     )
-    world = linear @ (world - centre) + centre + rng.uniform(-SHIFT_MM, SHIFT_MM, (3, 1))
-    lattice = rng.normal(0.0, WARP_MM, (3,) + (WARP_LATTICE,) * 3)
+    shift = rng.uniform(-variation.shift_mm, variation.shift_mm, (3, 1))
+    world = linear @ (world - centre) + centre + shift
+    lattice = rng.normal(0.0, variation.warp_mm, (3,) + (WARP_LATTICE,) * 3)
     warp = np.stack([_upsample(c, size).reshape(-1) for c in lattice])
     world = world + warp
-    voxel = np.linalg.inv(template.affine)[:3, :3] @ world + np.linalg.inv(template.affine)[:3, 3:]
+    to_voxel = np.linalg.inv(template.affine)
+    score = ventricle = cortex = hippocampus = 0.0
+    if variation.atrophy:
+        score, ventricle, cortex, hippocampus = _atrophy_degrees(rng)
+        at = to_voxel[:3, :3] @ world + to_voxel[:3, 3:]
+        pull = np.stack(
+            [ndimage.map_coordinates(c, at, order=1, mode="constant") for c in _ventricle_pull()]
+        )
+        world = world + ventricle * variation.ventricle_mm * pull
+    voxel = to_voxel[:3, :3] @ world + to_voxel[:3, 3:]
     t1, gm, wm, brain_p = (
         ndimage.map_coordinates(m, voxel, order=1, mode="constant").reshape((size,) * 3)
         for m in _prefiltered(spacing)
     )
     brain = ndimage.binary_fill_holes((brain_p > 0.5) & (t1 > 0.02))
-    return Anatomy(
-        t1=np.clip(t1, 0, 1),
-        gm=np.clip(gm, 0, 1),
-        wm=np.clip(wm, 0, 1),
-        brain=brain,
-        affine=affine,
-    )
+    t1, gm, wm = (np.clip(m, 0, 1) for m in (t1, gm, wm))
+    if variation.atrophy:
+        depth = ndimage.distance_transform_edt(brain, sampling=spacing)
+        # Uneven thinning: full degree in some lobes, 60% of it in others.
+        patchy = 0.6 + 0.4 * np.clip(0.5 + 0.5 * smooth_noise(brain.shape, size / 8, rng), 0, 1)
+        weight = cortex * patchy * atrophy.cortical_ribbon(gm, depth)
+        weight = np.maximum(
+            weight, hippocampus * atrophy.hippocampal_weight(world.reshape((3,) + (size,) * 3))
+        )
+        radius = max(1, round(2.0 / spacing))
+        thinned = atrophy.widen_csf(t1, weight, radius)
+        # Tissue lost where the image darkened toward CSF.
+        kept = np.where(t1 > 1e-3, thinned / np.maximum(t1, 1e-3), 1.0)
+        t1, gm, wm = thinned, gm * kept, wm * kept
+    return Anatomy(t1=t1, gm=gm, wm=wm, brain=brain, affine=affine, atrophy=score)
 
 
 def _log_uniform(low: float, high: float, rng: np.random.Generator) -> float:
@@ -351,7 +427,13 @@ def grow_wmh(
     return mask, "periventricular+deep" if n_deep else "periventricular"
 
 
-def make_subject(template: Template, index: int, size: int, seed: int) -> CohortSubject:
+def make_subject(
+    template: Template,
+    index: int,
+    size: int,
+    seed: int,
+    variation: Variation = VARIATIONS["demo"],
+) -> CohortSubject:
     """Subject ``index`` of the cohort made with ``seed`` on a ``size``³ grid.
 
     Deterministic from ``(seed, index)`` alone (a :class:`numpy.random.SeedSequence`), so a
@@ -362,7 +444,7 @@ def make_subject(template: Template, index: int, size: int, seed: int) -> Cohort
         np.random.default_rng(s) for s in np.random.SeedSequence([seed, index]).spawn(3)
     )
     affine = cohort_affine(size, template.centre)
-    anatomy = sample_anatomy(template, affine, size, anatomy_rng)
+    anatomy = sample_anatomy(template, affine, size, anatomy_rng, variation)
     brain = anatomy.brain
     top = float(np.percentile(anatomy.t1[brain], 99.5))
     gamma = scanner_rng.uniform(*GAMMA_RANGE)
@@ -402,6 +484,7 @@ def make_subject(template: Template, index: int, size: int, seed: int) -> Cohort
         kind=str(kind),
         subtype=subtype,
         lesion_ml=float(mask.sum()) * anatomy.voxel_ml,
+        atrophy=anatomy.atrophy,
     )
 
 
@@ -420,22 +503,33 @@ def write_cohort(
     seed: int = 0,
     overwrite: bool = False,
     progress: bool = True,
+    variation: str = "demo",
 ) -> Path:
     """``usbrain cohort``: write ``subjects`` synthetic subjects into ``out``; return the manifest.
 
     Files per subject ``sub-XXX_{healthy,pathological,mask,brain}.nii.gz`` (float32 images,
     uint8 masks) and ``manifest.csv``: ``subject,image,mask,healthy_image,split,kind,lesion_ml,
-    brain`` (``image`` is the pathological scan; paths relative to the manifest; splits about
-    70/15/15 by a hash of subject and seed). ``out`` appears whole or not at all; an existing
-    ``out`` is refused before anything is computed unless ``overwrite``.
+    brain,subtype,atrophy`` (``image`` is the pathological scan; paths relative to the manifest;
+    splits about 70/15/15 by a hash of subject and seed). ``variation`` names a
+    :data:`VARIATIONS` entry. ``out`` appears whole or not at all; an existing ``out`` is
+    refused before anything is computed unless ``overwrite``.
     """
     _check_arguments(subjects, size)
+    if variation not in VARIATIONS:
+        raise ConfigError(f"--variation: {variation!r} is not one of {', '.join(VARIATIONS)}")
     out = check_writable(out, overwrite)
     template = load_template()
-    records, columns = [], {"kind": [], "lesion_ml": [], "brain": []}
+    records = []
+    columns: dict[str, list[str]] = {
+        "kind": [],
+        "lesion_ml": [],
+        "brain": [],
+        "subtype": [],
+        "atrophy": [],
+    }
     with atomic_dir(out, overwrite) as tmp:
         for index in tqdm(range(subjects), desc="cohort", unit="subject", disable=not progress):
-            subject = make_subject(template, index, size, seed)
+            subject = make_subject(template, index, size, seed, VARIATIONS[variation])
             name = f"sub-{index:03d}"
             paths = {}
             for part in ("healthy", "pathological", "mask", "brain"):
@@ -445,6 +539,8 @@ def write_cohort(
             columns["kind"].append(subject.kind)
             columns["lesion_ml"].append(f"{subject.lesion_ml:.3f}")
             columns["brain"].append(paths["brain"].name)
+            columns["subtype"].append(subject.subtype)
+            columns["atrophy"].append(f"{subject.atrophy:.3f}")
         records = assign_splits(records, SPLIT_FRACTIONS, seed=seed)
         write_manifest(records, tmp / "manifest.csv", columns)
     return out / "manifest.csv"

@@ -2,15 +2,18 @@
 
 Each step reconstructs a batch of images and the same subjects' masks (one autoencoder for
 both, as the authors do): L1 with lesion voxels up-weighted, plus β·KL, and optionally SSIM on
-images and soft Dice on masks. Validation reports image
+images, soft Dice on masks and a patch adversarial term on images (its discriminator trained in
+the same step, :class:`AdversarialTerm`). Validation reports image
 PSNR/SSIM and the Dice of decoded, thresholded masks, split by lesion size (≥ 5 mL and smaller).
 """
 
 from __future__ import annotations
 
 import torch
-from monai.losses import DiceLoss
+from monai.losses import DiceLoss, PatchAdversarialLoss
+from monai.networks.nets import PatchDiscriminator
 from torch import nn
+from torch.func import functional_call
 from torch.utils.data import Dataset
 
 from usbrain.config import Config, TrainConfig
@@ -20,6 +23,43 @@ from usbrain.models.autoencoder import Autoencoder, kl_divergence
 from usbrain.train.losses import ssim_loss
 
 LARGE_LESION_ML = 5.0
+
+
+class AdversarialTerm(nn.Module):
+    """A patch discriminator and both sides of its least-squares game, in one forward.
+
+    forward(fake, real) → (generator loss, discriminator loss); (B, 1, D, H, W) each. The
+    generator loss reaches the autoencoder only: it is computed with the discriminator's
+    weights detached. The discriminator loss reaches the discriminator only: it sees ``fake``
+    detached. Their sum can therefore be minimised by one optimizer over both models, which is
+    what lets the loop keep one backward pass (and DDP one gradient all-reduce) per step.
+    """
+
+    def __init__(self, channels: int, layers: int) -> None:
+        super().__init__()
+        # Instance norm: batch statistics of a batch of one patch are that patch's statistics
+        # anyway, and running averages would differ between the two calls of a step.
+        self.discriminator = PatchDiscriminator(
+            spatial_dims=3,
+            num_layers_d=layers,
+            channels=channels,
+            in_channels=1,
+            out_channels=1,
+            norm="INSTANCE",
+        )
+        self.loss = PatchAdversarialLoss(criterion="least_squares")
+
+    def forward(self, fake: torch.Tensor, real: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        frozen = {k: v.detach() for k, v in self.discriminator.named_parameters()}
+        judged = functional_call(self.discriminator, frozen, (fake,))[-1]
+        generator = self.loss(judged, target_is_real=True, for_discriminator=False)
+        fake_logits = self.discriminator(fake.detach())[-1]
+        real_logits = self.discriminator(real)[-1]
+        discriminator = 0.5 * (
+            self.loss(fake_logits, target_is_real=False, for_discriminator=True)
+            + self.loss(real_logits, target_is_real=True, for_discriminator=True)
+        )
+        return generator, discriminator
 
 
 class AutoencoderObjective(nn.Module):
@@ -33,9 +73,14 @@ class AutoencoderObjective(nn.Module):
         clamped_l1: bool = False,
         ssim_weight: float = 0.0,
         mask_dice_weight: float = 0.0,
+        adversarial: AdversarialTerm | None = None,
+        adversarial_weight: float = 0.0,
     ) -> None:
         super().__init__()
         self.autoencoder = autoencoder
+        self.adversarial = adversarial
+        self.adversarial_weight = adversarial_weight
+        self.adversarial_on = False  # switched by the job at autoencoder.adversarial_start
         self.kl_weight = kl_weight
         self.lesion_weight = lesion_weight
         self.clamped_l1 = clamped_l1
@@ -66,6 +111,10 @@ class AutoencoderObjective(nn.Module):
         if self.mask_dice_weight > 0:
             losses["dice_mask"] = self.mask_dice(recon[n:].clamp(0, 1), masks)
             loss = loss + self.mask_dice_weight * losses["dice_mask"]
+        if self.adversarial is not None and self.adversarial_on:
+            generator, discriminator = self.adversarial(recon[:n], images)
+            losses["adversarial"], losses["discriminator"] = generator, discriminator
+            loss = loss + self.adversarial_weight * generator + discriminator
         return {"loss": loss, **losses}
 
 
@@ -90,7 +139,6 @@ class AutoencoderJob:
     """The autoencoder as a :class:`~usbrain.train.loop.Job`."""
 
     kind = "autoencoder"
-    find_unused_parameters = False
 
     def __init__(self, config: Config, train_set: Dataset, val_set: Dataset) -> None:
         ae_cfg = config.autoencoder
@@ -99,6 +147,12 @@ class AutoencoderJob:
         self.model = Autoencoder(
             ae_cfg, checkpointing=config.train_autoencoder.activation_checkpointing
         )
+        # Trained beside the model, never averaged or shipped (the loop checkpoints it).
+        self.auxiliary = (
+            AdversarialTerm(ae_cfg.discriminator_channels, ae_cfg.discriminator_layers)
+            if ae_cfg.adversarial_weight > 0
+            else None
+        )
         self.objective = AutoencoderObjective(
             self.model,
             ae_cfg.kl_weight,
@@ -106,7 +160,11 @@ class AutoencoderJob:
             ae_cfg.clamped_l1,
             ae_cfg.ssim_weight,
             ae_cfg.mask_dice_weight,
+            self.auxiliary,
+            ae_cfg.adversarial_weight,
         )
+        # Before adversarial_start the discriminator gets no gradient.
+        self.find_unused_parameters = self.auxiliary is not None
         self.train_set = train_set
         self.val_set = val_set
         self.num_items = len(train_set)
@@ -117,9 +175,11 @@ class AutoencoderJob:
         return train.steps
 
     def begin_step(self, step: int) -> None:
-        """Patches (``train_patch``) until the last ``whole_volume_steps`` steps."""
+        """Patches (``train_patch``) until the last ``whole_volume_steps`` steps; the adversarial
+        term from ``adversarial_start`` on."""
         ae_cfg, total = self.config.autoencoder, self.config.train_autoencoder.steps
         self.patch = ae_cfg.train_patch if step < total - ae_cfg.whole_volume_steps else 0
+        self.objective.adversarial_on = step >= ae_cfg.adversarial_start
 
     def inputs(
         self, indices: list[int], generator: torch.Generator, device: torch.device
@@ -189,12 +249,16 @@ def reconstruction_metrics(
     }
 
 
+SCALE_SUBJECTS = 64  # enough for a std to 1%; all of a large cohort would cost minutes
+
+
 @torch.no_grad()
 def latent_scale_factor(model: Autoencoder, dataset: Dataset, device: torch.device) -> float:
-    """1 / std of the unscaled image latents over ``dataset``: makes latents ~unit variance."""
+    """1 / std of the unscaled image latents over ``dataset``'s first 64 scans: makes latents
+    ~unit variance."""
     model.eval()
     latents = []
-    for i in range(len(dataset)):
+    for i in range(min(len(dataset), SCALE_SUBJECTS)):
         mu, _ = model.net.encode(dataset[i]["image"][None].to(device))
         latents.append(mu.flatten().cpu())
     return float(1.0 / torch.cat(latents).std())

@@ -43,10 +43,16 @@ class Checkpoint:
     state: dict[str, Any]
 
 
-def save_weights(module: nn.Module, file: Path) -> None:
-    """``module``'s state as safetensors (not atomic by itself: called inside an atomic folder)."""
+def save_weights(module: nn.Module, file: Path, dtype: torch.dtype | None = None) -> None:
+    """``module``'s state as safetensors, floating tensors cast to ``dtype`` if given (not
+    atomic by itself: called inside an atomic folder). Loading casts back to the module's."""
+
+    def stored(v: torch.Tensor) -> torch.Tensor:
+        v = v.detach().to("cpu")
+        return v.to(dtype) if dtype is not None and v.is_floating_point() else v
+
     # safetensors refuses shared or non-contiguous storage; clone to own memory on the CPU.
-    state = {k: v.detach().to("cpu").contiguous().clone() for k, v in module.state_dict().items()}
+    state = {k: stored(v).contiguous().clone() for k, v in module.state_dict().items()}
     safetensors.torch.save_file(state, file)
 
 

@@ -34,6 +34,7 @@ class DiffusionJob:
     """The paired denoisers as a :class:`~usbrain.train.loop.Job`."""
 
     kind = "diffusion"
+    auxiliary = None
 
     def __init__(
         self,

@@ -1,0 +1,85 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from tests.conftest import micro_config
+from usbrain import weights
+from usbrain.errors import InputError
+from usbrain.pipeline import Pipeline
+from usbrain.train.distributed import World
+
+SHORT = (
+    "train_autoencoder.steps=4",
+    "train_autoencoder.val_every=4",
+    "train_autoencoder.save_every=2",
+    "autoencoder.adversarial_weight=0.05",
+    "autoencoder.adversarial_start=2",
+    "autoencoder.discriminator_channels=4",
+    "autoencoder.discriminator_layers=2",
+    "train_diffusion.steps=4",
+    "train_diffusion.batch_size=2",
+    "train_diffusion.val_every=4",
+    "train_diffusion.save_every=2",
+)
+
+
+class Killed(Exception):
+    pass
+
+
+def _train(out, **kwargs):
+    return weights.train_base(
+        out,
+        World(),
+        config=micro_config(*SHORT),
+        subjects=12,
+        cohort_size=16,
+        progress=False,
+        **kwargs,
+    )
+
+
+def test_a_killed_run_continues_where_it_stopped_and_exports_half_precision(tmp_path, monkeypatch):
+    out = tmp_path / "base"
+    train_paired = weights.train_paired
+
+    def killed(*args, **kwargs):
+        raise Killed
+
+    monkeypatch.setattr(weights, "train_paired", killed)
+    with pytest.raises(Killed):
+        _train(out)
+    ae_weights = (out / "autoencoder" / "checkpoint" / "ema.safetensors").read_bytes()
+    monkeypatch.setattr(weights, "train_paired", train_paired)
+
+    def no_retraining(*args, **kwargs):
+        raise AssertionError("a finished stage ran again")
+
+    monkeypatch.setattr(weights, "train_autoencoder", no_retraining)
+    monkeypatch.setattr(weights, "write_cohort", no_retraining)
+    pipeline = _train(out, export=tmp_path / "models" / "base")
+    assert (out / "autoencoder" / "checkpoint" / "ema.safetensors").read_bytes() == ae_weights
+    timings = json.loads((out / "timings.json").read_text())
+    assert set(timings) == {"cohort", "prepare", "autoencoder", "encode", "diffusion"}
+
+    shipped = Pipeline.from_pretrained(tmp_path / "models" / "base")
+    trained = Pipeline.from_pretrained(pipeline)
+    assert (
+        json.loads((tmp_path / "models" / "base" / "meta.json").read_text())["weights_dtype"]
+        == "float16"
+    )
+    for a, b in ((shipped.denoiser, trained.denoiser), (shipped.autoencoder, trained.autoencoder)):
+        for (name, x), y in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
+            assert x.dtype == y.dtype == torch.float32, name  # computed in float32
+            torch.testing.assert_close(x, y.half().float(), rtol=0, atol=0)
+
+
+def test_a_run_of_another_recipe_is_refused(tmp_path):
+    out = tmp_path / "base"
+    out.mkdir()
+    (out / "recipe.json").write_text(json.dumps({"preset": "paper"}))
+    with pytest.raises(InputError, match="another recipe"):
+        _train(out)
