@@ -63,9 +63,37 @@ def test_atlas_bids_layout(tmp_path):
     test_anat = tmp_path / "ATLAS_2" / "Testing" / "R002" / "sub-r002s001" / "ses-1" / "anat"
     test_image = touch(test_anat / "sub-r002s001_ses-1_space-MNI152NLin2009aSym_T1w.nii.gz")
     assert discover(tmp_path) == [
-        Record("sub-r002s001_ses-1", test_image, None),  # test release: mask withheld
-        Record("sub-r001s001_ses-1", image, mask),
+        Record("sub-r002s001_ses-1", test_image, None, participant="sub-r002s001"),  # no mask
+        Record("sub-r001s001_ses-1", image, mask, participant="sub-r001s001"),
     ]
+
+
+def test_atlas_sessions_of_one_participant_share_a_split(tmp_path):
+    for person in range(20):
+        for session in (1, 2, 3):
+            anat = tmp_path / f"sub-r{person:03d}" / f"ses-{session}" / "anat"
+            touch(anat / f"sub-r{person:03d}_ses-{session}_T1w.nii.gz")
+    records = assign_splits(discover(tmp_path))
+    splits: dict[str, set] = {}
+    for r in records:
+        splits.setdefault(r.participant, set()).add(r.split)
+    assert len(splits) == 20 and all(len(s) == 1 for s in splits.values())
+    assert {r.split for r in records} == set(Split)
+    # a participant with one session already placed takes the others along
+    given = [
+        Record("a_1", Path("a1"), participant="a", split=Split.TEST),
+        Record("a_2", Path("a2"), participant="a"),
+    ]
+    assert [r.split for r in assign_splits(given)] == [Split.TEST, Split.TEST]
+
+
+def test_participant_column_round_trips(tmp_path):
+    records = [
+        Record("s_1", tmp_path / "a.nii.gz", participant="s"),
+        Record("t", tmp_path / "b.nii.gz"),
+    ]
+    write_manifest(records, tmp_path / "m.csv")
+    assert read_manifest(tmp_path / "m.csv") == records
 
 
 def test_plain_folder_of_healthy_scans(tmp_path):

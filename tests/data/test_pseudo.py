@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import csv
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -8,9 +9,11 @@ import pytest
 from scipy import ndimage
 
 from tests.conftest import lesion_mask, phantom_brain, write
+from usbrain.data.datasets import Record, Split
 from usbrain.data.pseudo import (
     T1_LESION_RATIO,
     LesionKind,
+    LesionSource,
     embed_lesion,
     flood_region,
     fluid_lesion_shape,
@@ -18,6 +21,7 @@ from usbrain.data.pseudo import (
     grow_region,
     lesion_to_wm_ratio,
     sample_lesion_ratio,
+    split_before_embedding,
     top_voxels,
     white_matter_mean,
     write_pseudo,
@@ -205,7 +209,8 @@ def test_write_pseudo_end_to_end(tmp_path, pseudo_inputs):
     sources = [r["lesion_source"].split("/")[-1] for r in rows]
     assert set(sources) == {"p1_mask.nii.gz", "p2_mask.nii.gz"}  # cycling uses every lesion
     for r in rows:
-        assert r["image"] == f"{r['subject']}_pathological.nii.gz" and r["split"] == ""
+        assert r["image"] == f"{r['subject']}_pathological.nii.gz"
+        assert r["split"] == "train"  # two lesions cannot give val and test their own
         ref = nib.load(healthy / f"{r['subject']}.nii.gz")
         sick = nib.load(manifest.parent / r["image"])
         kept = nib.load(manifest.parent / r["healthy_image"])
@@ -284,3 +289,20 @@ def test_write_pseudo_bad_lesion_argument(tmp_path, pseudo_inputs):
         (tmp_path / "bad.csv").write_text("image,lesion\na,b\n")
         write_pseudo(healthy, tmp_path / "bad.csv", tmp_path / "out", progress=False)
     assert not (tmp_path / "out").exists()
+
+
+def test_no_lesion_source_is_embedded_in_two_splits():
+    healthy = [Record(f"h{i:02d}", Path(f"h{i:02d}.nii.gz")) for i in range(40)]
+    sources = [LesionSource(Path(f"lesion{i}.nii.gz")) for i in range(12)]
+    records, assignment = split_before_embedding(healthy, sources, seed=0)
+    splits_of: dict[Path, set] = {}
+    for record, source in zip(records, assignment, strict=True):
+        splits_of.setdefault(source.mask, set()).add(record.split)
+    assert all(len(s) == 1 for s in splits_of.values()), splits_of
+    assert {r.split for r in records} == set(Split)  # and every split has scans
+    assert len(splits_of) == 12  # every lesion is used
+    assert [r.subject for r in records] == [r.subject for r in healthy]
+    again = split_before_embedding(list(reversed(healthy)), sources, seed=0)
+    assert {r.subject: s for r, s in zip(*again, strict=True)} == {
+        r.subject: s for r, s in zip(records, assignment, strict=True)
+    }

@@ -2,8 +2,9 @@
 
 Three layouts are understood, chosen by :func:`discover`:
 
-- a manifest CSV with columns ``subject, image, mask, healthy_image, split`` (only ``image`` is
-  required; paths are relative to the CSV's folder, empty cells mean "none");
+- a manifest CSV with columns ``subject, image, mask, healthy_image, split`` and optionally
+  ``participant`` (only ``image`` is required; paths are relative to the CSV's folder, empty
+  cells mean "none");
 - the ATLAS R2.0 BIDS layout: ``sub-*/ses-*/anat/*_T1w.nii.gz`` with the lesion mask beside it,
   ``*_label-L_desc-T1lesion_mask.nii.gz``;
 - a plain folder of healthy T1 NIfTIs (no masks).
@@ -38,13 +39,22 @@ DEFAULT_FRACTIONS: dict[Split, float] = {Split.TRAIN: 0.8, Split.VAL: 0.1, Split
 @dataclass(frozen=True)
 class Record:
     """One scan of a dataset: a T1 ``image``, its lesion ``mask`` (None: not given) and, where
-    known, the ``healthy_image`` it was made from (synthetic data), with its ``split``."""
+    known, the ``healthy_image`` it was made from (synthetic data), with its ``split``.
+
+    ``subject`` names the scan; ``participant`` the person it is of, where one person has
+    several scans (ATLAS sessions): splits are drawn per participant ("": the scan's own).
+    """
 
     subject: str
     image: Path
     mask: Path | None = None
     healthy_image: Path | None = None
     split: Split | None = None
+    participant: str = ""
+
+    @property
+    def person(self) -> str:
+        return self.participant or self.subject
 
 
 def _path(root: Path, cell: str | None) -> Path | None:
@@ -89,6 +99,7 @@ def read_manifest(path: str | Path) -> list[Record]:
                 mask=_path(path.parent, row.get("mask")),
                 healthy_image=_path(path.parent, row.get("healthy_image")),
                 split=Split(split_cell) if split_cell else None,
+                participant=(row.get("participant") or "").strip(),
             )
         )
     if not records:
@@ -101,12 +112,15 @@ def write_manifest(
 ) -> None:
     """Write ``records`` as a manifest CSV with paths relative to its folder where possible.
 
-    ``extra`` adds columns (name → one value per record). Not atomic by itself: write it inside
+    ``extra`` adds columns (name → one value per record); a ``participant`` column is added
+    where any record has one. Not atomic by itself: write it inside
     :func:`usbrain.files.atomic_dir` or :func:`usbrain.files.atomic_file`.
     """
     path = Path(path)
     records = list(records)
-    extra = extra or {}
+    extra = dict(extra or {})
+    if any(r.participant for r in records):
+        extra["participant"] = [r.participant for r in records]
 
     def rel(p: Path | None) -> str:
         if p is None:
@@ -150,7 +164,10 @@ def discover_atlas(root: str | Path) -> list[Record]:
         subject = image.parent.parent.parent.name
         records.append(
             Record(
-                subject=f"{subject}_{session}", image=image, mask=mask if mask.exists() else None
+                subject=f"{subject}_{session}",
+                image=image,
+                mask=mask if mask.exists() else None,
+                participant=subject,
             )
         )
     return records
@@ -188,12 +205,13 @@ def _subject_rank(subject: str, seed: int) -> str:
 def assign_splits(
     records: Sequence[Record], fractions: dict[Split, float] | None = None, seed: int = 0
 ) -> list[Record]:
-    """Give every record without a split one, deterministically by subject.
+    """Give every record without a split one, deterministically by participant.
 
-    Subjects are ordered by a hash of ``(seed, subject)`` and cut by ``fractions``; records that
-    already have a split keep it. With three or more unassigned subjects, validation and test
-    each get at least one. The same subjects and seed always give the same splits, whatever the
-    order of ``records``.
+    Participants (:attr:`Record.person`: all scans of one person share a split) are ordered by a
+    hash of ``(seed, participant)`` and cut by ``fractions``; records that already have a split
+    keep it, and the other scans of their participant take it too. With three or more
+    unassigned participants, validation and test each get at least one. The same participants
+    and seed always give the same splits, whatever the order of ``records``.
 
     >>> from pathlib import Path
     >>> recs = [Record(f"s{i}", Path(f"s{i}.nii.gz")) for i in range(10)]
@@ -201,17 +219,18 @@ def assign_splits(
     ['test', 'train', 'train', 'train', 'train', 'train', 'train', 'train', 'train', 'val']
     """
     fractions = fractions or DEFAULT_FRACTIONS
+    chosen: dict[str, Split] = {r.person: r.split for r in records if r.split is not None}
     todo = sorted(
-        (r for r in records if r.split is None), key=lambda r: _subject_rank(r.subject, seed)
+        {r.person for r in records if r.person not in chosen},
+        key=lambda person: _subject_rank(person, seed),
     )
     n = len(todo)
     n_val = round(n * fractions.get(Split.VAL, 0.0))
     n_test = round(n * fractions.get(Split.TEST, 0.0))
     if n >= 3:
         n_val, n_test = max(n_val, 1), max(n_test, 1)
-    chosen: dict[str, Split] = {}
-    for i, r in enumerate(todo):
-        chosen[r.subject] = (
+    for i, person in enumerate(todo):
+        chosen[person] = (
             Split.VAL if i < n_val else Split.TEST if i < n_val + n_test else Split.TRAIN
         )
-    return [r if r.split is not None else replace(r, split=chosen[r.subject]) for r in records]
+    return [r if r.split is not None else replace(r, split=chosen[r.person]) for r in records]

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import csv
 import heapq
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from pathlib import Path
 
@@ -31,7 +31,7 @@ import numpy as np
 from scipy import ndimage
 from tqdm import tqdm
 
-from usbrain.data.datasets import Record, discover_folder, write_manifest
+from usbrain.data.datasets import Record, Split, assign_splits, discover_folder, write_manifest
 from usbrain.data.nifti import Volume, check_same_grid, load_image, load_mask, save_nifti
 from usbrain.data.preprocess import brain_mask, resample
 from usbrain.errors import InputError, UsbrainError, problems_error
@@ -330,6 +330,50 @@ def place_lesion(mask: Volume, healthy: Volume) -> np.ndarray:
     return placed.astype(np.uint8)
 
 
+def split_before_embedding(
+    healthy: list[Record], sources: list[LesionSource], seed: int
+) -> tuple[list[Record], list[LesionSource]]:
+    """Each healthy scan's split and the lesion it gets, so that no lesion is in two splits.
+
+    Lesion sources are split first (:func:`~usbrain.data.datasets.assign_splits` on their mask
+    file names, so the split does not depend on where the data lies; with three or more
+    sources validation and test each get one), healthy scans likewise by subject, and each
+    healthy scan gets a lesion of its own split: a seeded shuffle of that split's lesions,
+    cycled over its scans in subject order. A split left without a lesion (fewer than three
+    sources) sends its healthy scans to train. Returns the healthy records with their split
+    and, aligned with them, their lesions.
+    """
+    unique = list(dict.fromkeys(sources))
+    names = [s.mask.name for s in unique]
+    keys = names if len(set(names)) == len(names) else [str(s.mask) for s in unique]
+    split_of = {
+        r.subject: r.split
+        for r in assign_splits(
+            [Record(k, s.mask) for k, s in zip(keys, unique, strict=True)], seed=seed
+        )
+    }
+    own = {
+        split: [s for k, s in zip(keys, unique, strict=True) if split_of[k] is split]
+        for split in Split
+    }
+    counters = dict.fromkeys(Split, 0)
+    orders = {
+        split: np.random.default_rng([seed, i]).permutation(len(own[split]))
+        for i, split in enumerate(Split)
+    }
+    records = [
+        replace(r, split=r.split if own[r.split] else Split.TRAIN)
+        for r in assign_splits(healthy, seed=seed)
+    ]
+    lesion_of: dict[str, LesionSource] = {}
+    for record in sorted(records, key=lambda r: r.subject):  # whatever order they came in
+        pool, order = own[record.split], orders[record.split]
+        lesion_of[record.subject] = pool[order[counters[record.split] % len(pool)]]
+        counters[record.split] += 1
+    assignment = [lesion_of[r.subject] for r in records]
+    return records, assignment
+
+
 def _subject_rng(seed: int, index: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([seed, index]))
 
@@ -389,13 +433,14 @@ def write_pseudo(
     ``healthy_dir``: skull-stripped healthy T1s (``*.nii``, ``*.nii.gz``). ``lesions``: a folder
     of binary masks or a CSV ``image,mask`` (see :func:`read_lesion_sources`). All in the same
     space (e.g. MNI) but possibly on different grids: each mask is resampled onto its healthy scan
-    (:func:`place_lesion`). Each healthy scan gets one lesion: a seeded shuffle of the lesions,
-    cycled so every lesion is used. The lesion-to-WM ratio is the source patient's when its image
+    (:func:`place_lesion`). Each healthy scan gets one lesion of its own split, and each lesion
+    belongs to one split (:func:`split_before_embedding`): a lesion shape shared by training and
+    test scans would let a model score well by remembering it. The lesion-to-WM ratio is the source patient's when its image
     is given, else drawn from the T1 stroke model. Every input is checked before anything is
     written; ``out_dir`` appears whole (``atomic_dir``) with, per subject,
     ``<subject>_{healthy,pathological,mask}.nii.gz`` (the healthy scan's header) and a
     ``manifest.csv``: ``subject,image,mask,healthy_image,split,lesion_source,lesion_ml,
-    lesion_to_wm`` (``image`` is the pathological scan; ``split`` is left empty).
+    lesion_to_wm`` (``image`` is the pathological scan).
     """
     out_dir = check_writable(out_dir, overwrite)
     healthy_dir = Path(healthy_dir)
@@ -407,8 +452,7 @@ def write_pseudo(
     sources = read_lesion_sources(lesions)
     if not sources:
         raise InputError(f"{lesions}: no lesion masks")
-    order = np.random.default_rng(seed).permutation(len(sources))
-    assignment = [sources[order[i % len(sources)]] for i in range(len(healthy))]
+    healthy, assignment = split_before_embedding(healthy, sources, seed)
     ratios = _check_inputs(healthy, sources, assignment, threshold)
 
     records, columns = [], {"lesion_source": [], "lesion_ml": [], "lesion_to_wm": []}
@@ -427,7 +471,13 @@ def write_pseudo(
             for part, data in zip(LESION_FILE_PARTS, (scan.data, sick, mask), strict=True):
                 save_nifti(paths[part], data, scan.affine, like=scan)
             records.append(
-                Record(record.subject, paths["pathological"], paths["mask"], paths["healthy"])
+                Record(
+                    record.subject,
+                    paths["pathological"],
+                    paths["mask"],
+                    paths["healthy"],
+                    record.split,
+                )
             )
             columns["lesion_source"].append(str(source.mask))
             columns["lesion_ml"].append(f"{mask.sum() * np.prod(scan.spacing) / 1000:.3f}")
