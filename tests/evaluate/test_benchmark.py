@@ -11,6 +11,7 @@ import torch
 from tests.conftest import micro_config
 from usbrain.cli import main
 from usbrain.data.cohort import write_cohort
+from usbrain.errors import InputError
 from usbrain.evaluate.features import HDBETEncoder
 from usbrain.evaluate.report import README_BEGIN, README_END
 
@@ -21,6 +22,14 @@ def setup(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("bench")
     manifest = write_cohort(root / "cohort", subjects=10, size=32, seed=0)
+    # Four held-out scans (three with a lesion of 20 mL or more, which the micro model's 12 mm
+    # grid keeps): the fewest distribution scores take.
+    rows = manifest.read_text().splitlines()
+    test, val = {"sub-000", "sub-005", "sub-007", "sub-009"}, {"sub-004", "sub-008"}
+    with_splits = [r.split(",") for r in rows[1:]]
+    for row in with_splits:
+        row[4] = "test" if row[0] in test else "val" if row[0] in val else "train"
+    manifest.write_text("\n".join([rows[0], *(",".join(r) for r in with_splits)]) + "\n")
     torch.manual_seed(0)
     pipe = Pipeline.build(micro_config()).save_pretrained(root / "pipeline")
     torch.save(HDBETEncoder().state_dict(), root / "hdbet_random.pt")
@@ -60,7 +69,7 @@ def test_benchmark_scores_every_method_and_the_report_matches_results(setup, tmp
     for png in re.findall(r"\]\((figures/[^)]+)\)", report):
         assert (out / png).is_file()
     generation = results["generation"]
-    assert generation["n_per_set"] == 5 and "HD-BET" in generation["feature_network"]
+    assert generation["n_per_set"] == 2 and "HD-BET" in generation["feature_network"]
     assert set(generation["fid"]) == {"real_vs_real", "real_vs_usb", "real_vs_noise"}
     assert f"| real vs usb | {generation['fid']['real_vs_usb']:.2f} |" in report
     # Baselines that only touch the lesion leave the rest exactly as it was.
@@ -99,7 +108,7 @@ def test_ablations_and_trained_variants_are_scored_side_by_side(setup, tmp_path)
     assert variants["this checkpoint"]["heal"] == results["heal"]["usb"]
     assert "heal" not in variants["independent"]  # edits need the estimate coupling
     assert variants["independent"]["coupling"] == "none"
-    assert variants["independent"]["generation"]["n"] == 5
+    assert variants["independent"]["generation"]["n"] == 2
     report = (out / "report.md").read_text()
     row = re.search(r"^\| independent \| none \| joint \| — \| — \| (.+) \|$", report, re.M)
     assert row is not None, report.split("## Trained variants")[1]
@@ -268,3 +277,17 @@ def test_downstream_without_its_inputs_is_refused_before_anything_runs(setup, tm
     assert main([str(a) for a in [*args, "--downstream-steps", "2"]]) == 2
     assert "without --downstream" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_the_real_set_of_distribution_scores_is_the_held_out_split_only(setup):
+    from usbrain.data.datasets import read_manifest
+    from usbrain.evaluate.benchmark import read_scans
+
+    manifest = setup[0]
+    records = read_manifest(manifest)
+    for split in ("train", "test"):
+        expected = sorted(str(r.image) for r in records if r.split == split)
+        assert sorted(str(v.path) for v in read_scans(manifest, split)) == expected
+
+    with pytest.raises(InputError, match="need at least 4"):
+        read_scans(manifest, "val")

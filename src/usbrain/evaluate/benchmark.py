@@ -114,9 +114,22 @@ def read_cases(manifest: Path, split: str) -> list[Case]:
     return cases
 
 
-def read_scans(manifest: Path) -> list[Volume]:
-    """Every ``image`` of the manifest (all splits): the real set of distribution scores."""
-    return [load_image(r.image) for r in read_manifest(manifest)]
+MIN_REAL_SCANS = 4  # two halves of two: the fewest a covariance-based distance can use
+
+
+def read_scans(manifest: Path, split: str) -> list[Volume]:
+    """Every ``image`` of the manifest's ``split``: the real set of distribution scores.
+
+    Held-out scans only: a generator that reproduced its training scans would otherwise score
+    as close to "real" as the data itself.
+    """
+    images = [r.image for r in read_manifest(manifest) if r.split == split]
+    if len(images) < MIN_REAL_SCANS:
+        raise InputError(
+            f"{manifest}: {len(images)} {split} scan(s); distribution scores compare two halves "
+            f"of the held-out scans and need at least {MIN_REAL_SCANS}"
+        )
+    return [load_image(image) for image in images]
 
 
 Method = Callable[[Case, int], np.ndarray]

@@ -386,7 +386,7 @@ def benchmark_to_folder(
             pipe, downstream_data, downstream_config, seed, device
         )
     if network is not None or variant_pipes:  # the real scans are only read for these
-        real = model_space_images(pipe, read_scans(data))
+        real = model_space_images(pipe, read_scans(data, split))
     if network is not None:
         results["generation"] = generation_scores(pipe, real, network, seed)
     if variant_pipes:
