@@ -435,10 +435,10 @@ def write_pseudo(
     space (e.g. MNI) but possibly on different grids: each mask is resampled onto its healthy scan
     (:func:`place_lesion`). Each healthy scan gets one lesion of its own split, and each lesion
     belongs to one split (:func:`split_before_embedding`): a lesion shape shared by training and
-    test scans would let a model score well by remembering it. The lesion-to-WM ratio is the source patient's when its image
-    is given, else drawn from the T1 stroke model. Every input is checked before anything is
-    written; ``out_dir`` appears whole (``atomic_dir``) with, per subject,
-    ``<subject>_{healthy,pathological,mask}.nii.gz`` (the healthy scan's header) and a
+    test scans would let a model score well by remembering it. The lesion-to-WM ratio is the
+    source patient's when its image is given, else drawn from the T1 stroke model. Every input
+    is checked before anything is written; ``out_dir`` appears whole (``atomic_dir``) with, per
+    subject, ``<subject>_{healthy,pathological,mask}.nii.gz`` (the healthy scan's header) and a
     ``manifest.csv``: ``subject,image,mask,healthy_image,split,lesion_source,lesion_ml,
     lesion_to_wm`` (``image`` is the pathological scan).
     """
