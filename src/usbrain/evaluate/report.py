@@ -57,6 +57,32 @@ SEGMENTER_COLUMNS = {
         ("seg_relative_volume_error", "relative volume error", "lower", 3),
     ],
 }
+# The scores other work publishes (evaluate/brats.py, evaluate/paired.py), a second table.
+PAIRED = [
+    ("psnr_full", "PSNR full (dB)", "higher", 1),
+    ("psnr_healthy", "PSNR healthy region (dB)", "higher", 1),
+    ("psnr_lesion", "PSNR lesion region (dB)", "higher", 1),
+    ("ssim_full", "SSIM full", "higher", 3),
+    ("ssim_healthy", "SSIM healthy region", "higher", 3),
+    ("ssim_lesion", "SSIM lesion region", "higher", 3),
+]
+COMPARABLE_COLUMNS = {
+    "heal": [
+        ("brats_ssim", "BraTS SSIM", "higher", 3),
+        ("brats_psnr", "BraTS PSNR (dB)", "higher", 2),
+        ("brats_mse", "BraTS MSE", "lower", 4),
+        *PAIRED,
+    ],
+    "lesion": PAIRED,
+}
+COMPARABLE_NOTE = {
+    "heal": "Scores others publish: the BraTS inpainting challenge's, in the lesion mask against "
+    "the healthy scan (its normalisation; winners score SSIM ≈ 0.84–0.86, PSNR ≈ 22–23 dB on "
+    "BraTS), and PSNR / SSIM to the healthy scan over the full volume, the healthy region and "
+    "the lesion region.",
+    "lesion": "PSNR / SSIM to the real pathological scan over the full volume, the healthy "
+    "region and the lesion region.",
+}
 KEY_METRIC = {"heal": "mae_lesion_output", "lesion": "mae_lesion_output"}
 REFERENCE_ROW = "ground truth"
 
@@ -65,6 +91,22 @@ def columns(results: dict, task: str) -> list[tuple[str, str, str, int]]:
     """:data:`COLUMNS` of ``task``, then the :data:`SEGMENTER_COLUMNS` some method has."""
     present = {k for r in results[task].values() for k in r["median"]}
     return COLUMNS[task] + [c for c in SEGMENTER_COLUMNS[task] if c[0] in present]
+
+
+def comparable_table(results: dict, task: str) -> list[str]:
+    """One row per method: the medians of :data:`COMPARABLE_COLUMNS` (empty if none has them)."""
+    present = {k for r in results[task].values() for k in r["median"]}
+    cols = [c for c in COMPARABLE_COLUMNS[task] if c[0] in present]
+    if not cols:
+        return []
+    lines = [
+        "| method | " + " | ".join(f"{t} ({d})" for _, t, d, _ in cols) + " |",
+        "|---|" + "---|" * len(cols),
+    ]
+    for name, r in results[task].items():
+        cells = [format_value(r["median"].get(k, float("nan")), d) for k, _, _, d in cols]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def table(results: dict, task: str) -> list[str]:
@@ -178,6 +220,9 @@ def write_report(
         lines += [*note, ""]
     for task in ("heal", "lesion"):
         lines += [f"## {task.capitalize()}", "", *table(results, task), ""]
+        comparable = comparable_table(results, task)
+        if comparable:
+            lines += [COMPARABLE_NOTE[task], "", *comparable, ""]
         bar_chart(results, task, figures / f"{task}_bars.png")
         method_montage(cases[0], task, examples[task], figures / f"{task}_methods.png")
         lines += [
@@ -221,6 +266,9 @@ def readme_section(results: dict, base: Path) -> str:
         lines += [*note, ""]
     for task in ("heal", "lesion"):
         lines += [f"**{task.capitalize()}**", "", *table(results, task), ""]
+        comparable = comparable_table(results, task)
+        if comparable:
+            lines += [COMPARABLE_NOTE[task], "", *comparable, ""]
     for title, body in optional_sections(results):
         lines += [f"**{title}**", "", *body, ""]
     return "\n".join([*lines, README_END])

@@ -13,6 +13,11 @@
 
 Outside regions are restricted to the input's brain (the zero background would flatter PSNR);
 PSNR uses the input's maximum as its data range.
+
+Heal and insertion (against a known pathological scan) also get the scores others publish: the
+BraTS inpainting challenge's SSIM / PSNR / MSE in the mask (``brats_*``,
+:mod:`usbrain.evaluate.brats`) for heal, and whole-volume PSNR / SSIM to the paired truth over
+the full volume, the healthy region and the lesion region (:mod:`usbrain.evaluate.paired`).
 """
 
 from __future__ import annotations
@@ -20,6 +25,8 @@ from __future__ import annotations
 import numpy as np
 
 from usbrain.data.preprocess import brain_mask
+from usbrain.evaluate.brats import inpainting_scores
+from usbrain.evaluate.paired import paired_scores
 from usbrain.evaluate.regions import dilated, region_mae, region_mean, region_psnr
 
 OUTSIDE_DILATION = 2  # native voxels between the lesion and the "outside" region
@@ -38,11 +45,14 @@ def heal_scores(
     lesion, outside = _regions(source, mask)
     mae_out = region_mae(output, healthy, lesion)
     mae_in = region_mae(source, healthy, lesion)
+    brats = inpainting_scores(output, healthy, mask)
     return {
         "mae_lesion_output": mae_out,
         "mae_lesion_input": mae_in,
         "mae_ratio": mae_out / mae_in if mae_in > 0 else float("nan"),
         "psnr_outside": region_psnr(output, source, outside, float(source.max())),
+        **{f"brats_{k}": brats[k] for k in ("ssim", "psnr", "mse")},
+        **paired_scores(output, healthy, mask),
     }
 
 
@@ -59,6 +69,7 @@ def lesion_scores(
     if truth is not None:
         scores["mae_lesion_output"] = region_mae(output, truth, lesion)
         scores["mae_lesion_input"] = region_mae(source, truth, lesion)
+        scores |= paired_scores(output, truth, mask)
     return scores
 
 
