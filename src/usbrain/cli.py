@@ -29,6 +29,8 @@ def _cohort(args: argparse.Namespace) -> None:
         seed=args.seed,
         overwrite=args.overwrite,
         variation=args.variation,
+        start=args.start,
+        held_out=args.held_out,
     )
     print(f"cohort written: {manifest}")
 
@@ -317,6 +319,18 @@ def build_parser() -> argparse.ArgumentParser:
         default="demo",
         help="demo: smooth warps of the template (what tiny trains on); rich: larger "
         "deformations plus enlarged ventricles and cortical and hippocampal atrophy (base)",
+    )
+    p.add_argument(
+        "--start",
+        type=int,
+        default=0,
+        help="number of the first subject (default 0): past a training cohort's last one, the "
+        "subjects are new ones",
+    )
+    p.add_argument(
+        "--held-out",
+        action="store_true",
+        help="every subject to val or test, half each (an evaluation set; use with --start)",
     )
     _add_overwrite(p)
 

@@ -155,3 +155,22 @@ def test_bad_arguments_and_existing_output(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["taken"]  # no partial folder either
     manifest = write_cohort(tmp_path / "taken", subjects=1, size=16, overwrite=True, progress=False)
     assert manifest.exists()
+
+
+def test_a_held_out_extension_shares_no_subject_and_is_all_val_or_test(tmp_path):
+    base = write_cohort(tmp_path / "train", subjects=3, size=16, seed=4, progress=False)
+    more = write_cohort(
+        tmp_path / "eval", subjects=8, size=16, seed=4, progress=False, start=3, held_out=True
+    )
+    with base.open(newline="") as f, more.open(newline="") as g:
+        first, second = list(csv.DictReader(f)), list(csv.DictReader(g))
+    assert [r["subject"] for r in second] == [f"sub-{i:03d}" for i in range(3, 11)]
+    assert not {r["subject"] for r in first} & {r["subject"] for r in second}
+    assert sorted(r["split"] for r in second) == ["test"] * 4 + ["val"] * 4
+    # subject 3 is the same scan whichever cohort holds it
+    again = write_cohort(tmp_path / "again", subjects=4, size=16, seed=4, progress=False)
+    a = nib.load(tmp_path / "eval" / "sub-003_healthy.nii.gz").get_fdata()
+    b = nib.load(again.parent / "sub-003_healthy.nii.gz").get_fdata()
+    np.testing.assert_array_equal(a, b)
+    with pytest.raises(ConfigError, match="--start"):
+        write_cohort(tmp_path / "x", subjects=1, start=-1)

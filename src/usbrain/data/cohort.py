@@ -62,6 +62,7 @@ LESION_ML: dict[LesionKind, tuple[float, float]] = {
 }
 LACUNAR_MAX_ML = 8.0  # smaller strokes are lacunar/subcortical (deep), larger ones territorial
 SPLIT_FRACTIONS = {Split.TRAIN: 0.7, Split.VAL: 0.15, Split.TEST: 0.15}
+HELD_OUT_FRACTIONS = {Split.TRAIN: 0.0, Split.VAL: 0.5, Split.TEST: 0.5}
 
 WARP_LATTICE = 6  # control points per axis of the displacement: smooth over ~35 mm
 WARP_MIDDLE = 16
@@ -504,6 +505,8 @@ def write_cohort(
     overwrite: bool = False,
     progress: bool = True,
     variation: str = "demo",
+    start: int = 0,
+    held_out: bool = False,
 ) -> Path:
     """``usbrain cohort``: write ``subjects`` synthetic subjects into ``out``; return the manifest.
 
@@ -511,10 +514,15 @@ def write_cohort(
     uint8 masks) and ``manifest.csv``: ``subject,image,mask,healthy_image,split,kind,lesion_ml,
     brain,subtype,atrophy`` (``image`` is the pathological scan; paths relative to the manifest;
     splits about 70/15/15 by a hash of subject and seed). ``variation`` names a
-    :data:`VARIATIONS` entry. ``out`` appears whole or not at all; an existing ``out`` is
-    refused before anything is computed unless ``overwrite``.
+    :data:`VARIATIONS` entry. Subjects are numbered from ``start``: a cohort of the same seed
+    starting past another's last subject shares no subject with it, and with ``held_out``
+    every subject goes to validation or test (half each) — an evaluation set beside a training
+    cohort. ``out`` appears whole or not at all; an existing ``out`` is refused before anything
+    is computed unless ``overwrite``.
     """
     _check_arguments(subjects, size)
+    if isinstance(start, bool) or not isinstance(start, int | np.integer) or start < 0:
+        raise ConfigError(f"--start: need a whole number of at least 0, got {start!r}")
     if variation not in VARIATIONS:
         raise ConfigError(f"--variation: {variation!r} is not one of {', '.join(VARIATIONS)}")
     out = check_writable(out, overwrite)
@@ -528,7 +536,8 @@ def write_cohort(
         "atrophy": [],
     }
     with atomic_dir(out, overwrite) as tmp:
-        for index in tqdm(range(subjects), desc="cohort", unit="subject", disable=not progress):
+        indices = range(start, start + subjects)
+        for index in tqdm(indices, desc="cohort", unit="subject", disable=not progress):
             subject = make_subject(template, index, size, seed, VARIATIONS[variation])
             name = f"sub-{index:03d}"
             paths = {}
@@ -541,6 +550,7 @@ def write_cohort(
             columns["brain"].append(paths["brain"].name)
             columns["subtype"].append(subject.subtype)
             columns["atrophy"].append(f"{subject.atrophy:.3f}")
-        records = assign_splits(records, SPLIT_FRACTIONS, seed=seed)
+        fractions = HELD_OUT_FRACTIONS if held_out else SPLIT_FRACTIONS
+        records = assign_splits(records, fractions, seed=seed)
         write_manifest(records, tmp / "manifest.csv", columns)
     return out / "manifest.csv"
