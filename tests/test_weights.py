@@ -66,6 +66,10 @@ def test_a_killed_run_continues_where_it_stopped_and_exports_half_precision(tmp_
     assert set(timings) == {"cohort", "prepare", "autoencoder", "encode", "diffusion"}
 
     shipped = Pipeline.from_pretrained(tmp_path / "models" / "base")
+    card = (tmp_path / "models" / "base" / "README.md").read_text()
+    assert "make weights" in card and "SHA256" in card and "PSNR" in card
+    sha = (tmp_path / "models" / "base" / "SHA256").read_text().strip()
+    assert sha == shipped.weights_sha256  # what every result's sidecar records
     trained = Pipeline.from_pretrained(pipeline)
     assert (
         json.loads((tmp_path / "models" / "base" / "meta.json").read_text())["weights_dtype"]

@@ -85,10 +85,12 @@ class Pipeline:
         path: str | Path,
         overwrite: bool = False,
         weights_dtype: str = "float32",
+        card: str | None = None,
         **meta,
     ) -> Path:
         """Write the folder; ``weights_dtype`` "float16" halves the files (loading casts the
-        weights back to float32, and the tasks compute in it)."""
+        weights back to float32, and the tasks compute in it); ``card``: a model card written
+        as its README.md."""
         dtype = {"float32": None, "float16": torch.float16}[weights_dtype]
         with atomic_dir(path, overwrite) as tmp:
             save_config(self.config, tmp / "config.yaml")
@@ -102,6 +104,8 @@ class Pipeline:
             (tmp / "meta.json").write_text(json.dumps(info, indent=1))
             save_weights(self.autoencoder, tmp / "autoencoder.safetensors", dtype)
             save_weights(self.denoiser, tmp / "denoiser.safetensors", dtype)
+            if card is not None:
+                (tmp / "README.md").write_text(card)
         return Path(path)
 
     @classmethod

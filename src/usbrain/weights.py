@@ -17,6 +17,7 @@ over sittings in ``out/timings.json``.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import time
@@ -162,16 +163,93 @@ def train_base(
             ),
         )
     if export is not None:
-        export_pipeline(pipeline, Path(export), out / "timings.json")
+        export_pipeline(pipeline, Path(export), out)
     return pipeline
 
 
-def export_pipeline(pipeline: Path, export: Path, timings: Path) -> Path:
+def export_pipeline(pipeline: Path, export: Path, run: Path) -> Path:
     """``pipeline`` rewritten into ``export`` with float16 weights (half the size; the tasks
-    compute in float32 whatever the file holds), replacing it whole."""
+    compute in float32 whatever the file holds) and a model card, replacing it whole."""
     pipe = Pipeline.from_pretrained(pipeline)
     meta = read_meta(pipeline)
     for key in ("kind", "usbrain_version", "torch_version", "weights_dtype"):
         meta.pop(key, None)  # written anew
-    meta["training_seconds"] = json.loads(timings.read_text())
-    return pipe.save_pretrained(export, overwrite=True, weights_dtype="float16", **meta)
+    timings = json.loads((run / "timings.json").read_text())
+    meta["training_seconds"] = timings
+    card = model_card(pipe, run, timings)
+    out = pipe.save_pretrained(export, overwrite=True, weights_dtype="float16", card=card, **meta)
+    digest = hashlib.sha256()
+    for name in ("autoencoder", "denoiser"):
+        digest.update((out / f"{name}.safetensors").read_bytes())
+    with atomic_file(out / "SHA256", overwrite=True) as tmp:
+        tmp.write_text(digest.hexdigest() + "\n")
+    return out
+
+
+def _last_validation(run: Path) -> dict[str, float]:
+    rows = [json.loads(r) for r in (run / "metrics.jsonl").read_text().splitlines() if r]
+    return [r for r in rows if any(k.startswith("val/") for k in r)][-1]
+
+
+def model_card(pipe: Pipeline, run: Path, timings: dict[str, float]) -> str:
+    """The README.md of an exported ``base``: data, recipe, command, seed, time, training
+    scores (validation split), and where the held-out scores come from."""
+    c = pipe.config
+    recipe = json.loads((run / "recipe.json").read_text())
+    ae = _last_validation(run / "autoencoder")
+    diffusion = _last_validation(run / "diffusion")
+    minutes = sum(timings.values()) / 60
+    stages = ", ".join(f"{k} {v / 60:.0f}" for k, v in timings.items())
+    return "\n".join(
+        [
+            "# usbrain `base`",
+            "",
+            "The USB joint brain + lesion model trained by `make weights` (`usbrain train-base "
+            "--out runs/base --export models/base`) from a fresh clone. Load it with "
+            '`Pipeline.from_pretrained("base")` or `--checkpoint base`.',
+            "",
+            "## Data",
+            "",
+            f"The built-in cohort (`usbrain cohort --variation {recipe['variation']}`): "
+            f"{recipe['subjects']} synthetic subjects from the MNI152 2009a template (nilearn), "
+            f"{recipe['cohort_size']}³ voxels of 2 mm, seed {recipe['seed']}: affine jitter "
+            "and smooth deformations, enlarged ventricles, cortical and hippocampal atrophy of "
+            "varying degree, a bias field and noise; four in five carry a stroke (lacunar or "
+            "territorial, reaching the cortex; 1–150 mL, CSF-dark) or white-matter "
+            "hyperintensities (periventricular and deep; 0.5–30 mL). Splits 70/15/15 by "
+            "subject; training reads the train split only.",
+            "",
+            "## Model and recipe",
+            "",
+            f"- model space {c.space.size[0]}³ at {c.space.spacing:g} mm; latents "
+            f"{c.latent_size[0]}³ × {c.autoencoder.latent_channels}",
+            f"- autoencoder {list(c.autoencoder.channels)}: {c.train_autoencoder.steps} steps "
+            f"({c.train_autoencoder.steps - c.autoencoder.whole_volume_steps} on "
+            f"{c.autoencoder.train_patch}³ patches, then whole volumes), L1 + SSIM + mask Dice "
+            f"+ patch adversarial (weight {c.autoencoder.adversarial_weight:g} from step "
+            f"{c.autoencoder.adversarial_start})",
+            f"- U-Nets {list(c.unet.channels)}, {c.diffusion.prediction}-prediction, min-SNR "
+            f"{c.diffusion.min_snr_gamma:g}: {c.train_diffusion.steps} steps of batch "
+            f"{c.train_diffusion.batch_size}",
+            f"- seed {c.seed}; every value in `config.yaml` (the `{c.preset}` preset)",
+            "- weights in float16 (the SHA-256 over both weight files, as the tasks' sidecars "
+            "record it, is in `SHA256`); the tasks compute in float32",
+            "",
+            "## Training",
+            "",
+            f"{minutes:.0f} minutes on this run's machine ({stages} minutes per stage); "
+            "rerunning the command after a kill continues the run.",
+            "",
+            "Last validation (validation split, EMA weights): autoencoder PSNR "
+            f"{ae['val/psnr']:.2f} dB, SSIM {ae['val/ssim']:.3f}, mask Dice "
+            f"{ae['val/dice_large']:.2f} (lesions ≥ 5 mL) / {ae['val/dice_small']:.2f} "
+            f"(smaller); denoisers' loss {diffusion['val/loss_brain']:.4f} (brain), "
+            f"{diffusion['val/loss_lesion']:.4f} (lesion).",
+            "",
+            "## Held-out scores",
+            "",
+            "`python bench/seeds.py --checkpoint base --data <held-out cohort> --seeds 0,1,2` "
+            "(the README gives the command that makes the held-out cohort and its results).",
+            "",
+        ]
+    )
