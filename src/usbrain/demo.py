@@ -2,9 +2,13 @@
 
 1. Build the synthetic cohort from the MNI152 template, check it and bring it to the ``tiny``
    model space (montages of each kind of subject).
-2. Train the ``tiny`` preset: autoencoder, latent cache, paired denoisers → ``train/pipeline``.
-3. Run the four tasks on the held-out (test) subjects, score the edits against the cohort's
-   ground truth (:mod:`usbrain.evaluate.tasks`) and collect the montages.
+2. The shipped ``base`` model (``models/base``, when the checkout has it): the four tasks and
+   heal without a mask on held-out subjects of its own (rich) cohort, never trained on.
+3. Train the ``tiny`` preset: autoencoder, latent cache, paired denoisers → ``train/pipeline``,
+   the loop a user's own training runs.
+4. Run the four tasks on the held-out (test) subjects, score the edits against the cohort's
+   ground truth (:mod:`usbrain.evaluate.tasks`), collect the montages, and set both models
+   side by side.
 
 Everything lands in one folder, written atomically, with ``report.md`` on top.
 """
@@ -23,11 +27,15 @@ from usbrain.config import load_config
 from usbrain.data.cache import prepare
 from usbrain.data.cohort import write_cohort
 from usbrain.data.pseudo import white_matter_mean
-from usbrain.demo_tasks import report_section, run_tasks, train_tiny
+from usbrain.demo_tasks import run_tasks, side_by_side, tasks_section, train_tiny, training_section
 from usbrain.files import atomic_dir
+from usbrain.pipeline import SHIPPED_MODELS
 from usbrain.viz import comparison, save_figure, save_montage
 
 PRESET = "tiny"
+# Base's held-out subjects: numbered far past the 200 its training cohort holds.
+BASE_HELD_OUT_START = 10_000
+BASE_HELD_OUT_SUBJECTS = 5  # four with a lesion (two strokes, two WMH), one healthy
 
 
 def _read(path: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -113,20 +121,65 @@ def run_demo(
             settings = ", ".join(f"`{o}`" for o in overrides)
             lines += [f"Changed from the `{PRESET}` preset: {settings}.", ""]
 
+        runs = {}
+        base = SHIPPED_MODELS / "base"
+        if (base / "meta.json").is_file():
+            runs["base"] = _run_base(base, tmp, seed)
+            lines += tasks_section(
+                runs["base"],
+                figures,
+                "The shipped `base` model on held-out subjects",
+                "base_",
+            )
         training = train_tiny(config, tmp / "cache", tmp / "train")
         test_rows = [r for r in rows if r["split"] == "test"]
         label = out.resolve() / training.pipeline.relative_to(tmp)
-        run = run_tasks(training.pipeline, cohort_root, test_rows, tmp / "tasks", label, seed)
-        lines += report_section(training, run, figures, tmp)
+        runs["tiny"] = run_tasks(
+            training.pipeline, cohort_root, test_rows, tmp / "tasks", label, seed
+        )
+        lines += training_section(training, tmp)
+        lines += tasks_section(
+            runs["tiny"], figures, "The four tasks on held-out subjects (`tiny`)", ""
+        )
+        if len(runs) > 1:
+            lines += [
+                "## Side by side",
+                "",
+                "Each model on held-out subjects of its own cohort (base: 2 mm rich anatomy; "
+                "tiny: the demo cohort at 4 mm).",
+                "",
+                *side_by_side(runs),
+                "",
+            ]
         lines += [
             "Files: `cohort/` (healthy, pathological, mask and brain NIfTI per subject, "
             "`manifest.csv`), `cache/` (the model-space cache training reads), `train/` "
             "(runs with metrics.jsonl and TensorBoard logs; `train/diffusion/pipeline` is the "
-            "model), `tasks/` (one folder per result: NIfTI, montage, JSON sidecar), `figures/`.",
+            "model), `tasks/` (one folder per result: NIfTI, montage, JSON sidecar; "
+            "`tasks_base/` and `base_cohort/` the same for the shipped model), `figures/`.",
             "",
         ]
         (tmp / "report.md").write_text("\n".join(lines))
     return out / "report.md"
+
+
+def _run_base(base: Path, tmp: Path, seed: int):
+    """The four tasks and heal without a mask by the shipped model on its held-out subjects."""
+    manifest = write_cohort(
+        tmp / "base_cohort",
+        BASE_HELD_OUT_SUBJECTS,
+        size=100,
+        seed=0,
+        progress=False,
+        variation="rich",
+        start=BASE_HELD_OUT_START,
+        held_out=True,
+    )
+    with manifest.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    return run_tasks(
+        base, manifest.parent, rows, tmp / "tasks_base", base.resolve(), seed, without_mask=True
+    )
 
 
 def _report(rows, checks, picked, config, subjects, size, seed, t_cohort, t_prepare) -> list[str]:

@@ -14,6 +14,7 @@ import torch
 
 from usbrain.config import Config, SamplingConfig
 from usbrain.data.nifti import load_image, load_mask
+from usbrain.evaluate.metrics import dice
 from usbrain.evaluate.summary import format_value, nan_median
 from usbrain.evaluate.tasks import condition_scores, heal_scores, lesion_scores
 from usbrain.pipeline import Pipeline
@@ -71,6 +72,7 @@ class TaskRun:
     """Scores per task (one dict per subject or sample) and the result folders."""
 
     heal: list[dict] = field(default_factory=list)
+    heal_without_mask: list[dict] = field(default_factory=list)
     lesion: list[dict] = field(default_factory=list)
     condition: list[dict] = field(default_factory=list)
     generate: list[dict] = field(default_factory=list)
@@ -90,11 +92,18 @@ def _arr(volume) -> np.ndarray:
 
 @torch.inference_mode()
 def run_tasks(
-    pipeline_dir: Path, cohort: Path, rows: list[dict], out: Path, label: Path, seed: int
+    pipeline_dir: Path,
+    cohort: Path,
+    rows: list[dict],
+    out: Path,
+    label: Path,
+    seed: int,
+    without_mask: bool = False,
 ) -> TaskRun:
     """All four tasks on the test ``rows`` of the cohort manifest; results under ``out``.
 
     ``label``: the pipeline path the sidecars record (where it will be once the demo is done).
+    ``without_mask``: also heal every scan without its mask (the model finds the lesion).
     """
     pipe = Pipeline.from_pretrained(pipeline_dir)
     sampling = pipe.config.sampling
@@ -111,6 +120,25 @@ def run_tasks(
         run.heal.append({"subject": row["subject"], "kind": row["kind"], **scores})
         run.folders.setdefault("heal", []).append(folder)
     run.seconds["heal"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    for row in sick if without_mask else []:
+        image, mask = load_image(cohort / row["image"]), load_mask(cohort / row["mask"])
+        healthy = load_image(cohort / row["healthy_image"])
+        result = heal(pipe, image, None, sampling, seed)
+        folder = _write(
+            result, out / "heal-without-mask" / row["subject"], "heal", row, pipe, label, sampling
+        )
+        scores = heal_scores(_arr(result.image), _arr(image), _arr(healthy), mask.data)
+        found_mask, true_mask = (
+            torch.from_numpy(m > 0)[None, None] for m in (result.mask.data, mask.data)
+        )
+        found = float(dice(found_mask, true_mask)[0])
+        run.heal_without_mask.append(
+            {"subject": row["subject"], "kind": row["kind"], **scores, "found_dice": found}
+        )
+        run.folders.setdefault("heal-without-mask", []).append(folder)
+    run.seconds["heal-without-mask"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
     for row in sick:
@@ -188,20 +216,9 @@ def _autoencoder_table(scores: dict[str, dict[str, float]]) -> list[str]:
     return lines
 
 
-def report_section(training: Training, run: TaskRun, figures: Path, root: Path) -> list[str]:
-    """Markdown for the training and task results; copies one montage per task to ``figures``."""
+def training_section(training: Training, root: Path) -> list[str]:
+    """Markdown for the tiny training run: times, autoencoder and denoiser scores."""
     ae, first, last = training.autoencoder, training.diffusion_first, training.diffusion_last
-    pairs = [r for r in run.generate if not r["healthy"]]
-    in_brain_condition = format_value(_median(run.condition, "lesion_in_brain"))
-    contrast = format_value(_median(run.condition, "lesion_contrast"))
-    real_contrast = format_value(_median(run.condition, "real_contrast"))
-    # An empty mask lies trivially "inside": pairs without a lesion are counted, not scored.
-    with_lesion = [r for r in pairs if r["lesion_voxels"] > 0]
-    in_brain_pairs = format_value(_median(with_lesion, "lesion_in_brain")) if with_lesion else "–"
-    heal_ratio = format_value(_median(run.heal, "mae_ratio"))
-    heal_psnr = format_value(_median(run.heal, "psnr_outside"), 1)
-    lesion_ratio = format_value(_median(run.lesion, "intensity_ratio"))
-    lesion_psnr = format_value(_median(run.lesion, "psnr_outside"), 1)
     total = sum(training.seconds.values())
     lines = [
         "## Training (`tiny` preset)",
@@ -219,12 +236,31 @@ def report_section(training: Training, run: TaskRun, figures: Path, root: Path) 
         lines.append(
             f"| {key[9:]} | {first[key]:.3f} | {last[key]:.3f} | {last[key] / first[key]:.2f} |"
         )
-    lines += [
+    return [
+        *lines,
         "",
         f"Pipeline: `{training.pipeline.relative_to(root)}` (load it with "
         "`Pipeline.from_pretrained` or pass it to any task command as `--checkpoint`).",
         "",
-        "## The four tasks on held-out subjects",
+    ]
+
+
+def tasks_section(run: TaskRun, figures: Path, title: str, prefix: str) -> list[str]:
+    """Markdown for one model's task results under ``title``; copies two montages per task to
+    ``figures`` (names start with ``prefix``)."""
+    pairs = [r for r in run.generate if not r["healthy"]]
+    in_brain_condition = format_value(_median(run.condition, "lesion_in_brain"))
+    contrast = format_value(_median(run.condition, "lesion_contrast"))
+    real_contrast = format_value(_median(run.condition, "real_contrast"))
+    # An empty mask lies trivially "inside": pairs without a lesion are counted, not scored.
+    with_lesion = [r for r in pairs if r["lesion_voxels"] > 0]
+    in_brain_pairs = format_value(_median(with_lesion, "lesion_in_brain")) if with_lesion else "–"
+    heal_ratio = format_value(_median(run.heal, "mae_ratio"))
+    heal_psnr = format_value(_median(run.heal, "psnr_outside"), 1)
+    lesion_ratio = format_value(_median(run.lesion, "intensity_ratio"))
+    lesion_psnr = format_value(_median(run.lesion, "psnr_outside"), 1)
+    lines = [
+        f"## {title}",
         "",
         f"Test-split subjects with a lesion: {len(run.heal)}. Sampling: {run.sampling.sampler} "
         f"with {run.sampling.steps} steps; heal from t = {run.sampling.t_start_heal}, lesion "
@@ -291,10 +327,56 @@ def report_section(training: Training, run: TaskRun, figures: Path, root: Path) 
             ("real scan's lesion contrast", "real_contrast", 2),
         ],
     )
+    if run.heal_without_mask:
+        lines += [
+            "",
+            "### Heal without a mask",
+            "",
+            "The model finds the lesion itself (`heal` without `--mask`); scored against the "
+            "true mask, with the Dice of the lesion it found "
+            f"({run.seconds['heal-without-mask']:.0f} s).",
+            "",
+            *_table(
+                run.heal_without_mask,
+                [
+                    ("subject", "subject", 0),
+                    ("kind", "kind", 0),
+                    ("MAE ratio", "mae_ratio", 2),
+                    ("PSNR outside (dB)", "psnr_outside", 1),
+                    ("Dice of the lesion found", "found_dice", 2),
+                ],
+            ),
+        ]
     lines += ["", "### Montages", ""]
     for task, folders in run.folders.items():
         for folder in folders[:2]:
-            name = f"{task}_{folder.name}.png"
+            name = f"{prefix}{task}_{folder.name}.png"
             shutil.copyfile(folder / "montage.png", figures / name)
             lines += [f"![{task} {folder.name}](figures/{name})", ""]
     return lines
+
+
+SIDE_BY_SIDE = (
+    ("heal: in-lesion MAE output / input", "heal", "mae_ratio", 3),
+    ("heal: PSNR outside (dB)", "heal", "psnr_outside", 1),
+    ("heal: BraTS SSIM in the mask", "heal", "brats_ssim", 3),
+    ("insertion: intensity after / before", "lesion", "intensity_ratio", 3),
+    ("insertion: PSNR outside (dB)", "lesion", "psnr_outside", 1),
+    ("condition: lesion contrast", "condition", "lesion_contrast", 2),
+    ("condition: real scans' lesion contrast", "condition", "real_contrast", 2),
+    ("condition: lesion voxels inside the brain", "condition", "lesion_in_brain", 2),
+)
+
+
+def side_by_side(runs: dict[str, TaskRun]) -> list[str]:
+    """Medians of each model's task scores in one table (one column per model)."""
+    lines = [
+        "| median over held-out subjects | " + " | ".join(f"`{n}`" for n in runs) + " |",
+        "|---|" + "---|" * len(runs),
+    ]
+    for title, task, key, digits in SIDE_BY_SIDE:
+        cells = [format_value(_median(getattr(r, task), key), digits) for r in runs.values()]
+        lines.append(f"| {title} | " + " | ".join(cells) + " |")
+    pairs = {n: [g for g in r.generate if not g["healthy"]] for n, r in runs.items()}
+    cells = [f"{sum(g['lesion_voxels'] > 0 for g in p)} of {len(p)}" for p in pairs.values()]
+    return [*lines, "| generated pairs with a lesion | " + " | ".join(cells) + " |"]
