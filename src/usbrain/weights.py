@@ -27,7 +27,6 @@ from pathlib import Path
 from usbrain.config import Config, load_config
 from usbrain.data.cache import prepare
 from usbrain.data.cohort import write_cohort
-from usbrain.data.datasets import Split
 from usbrain.errors import InputError
 from usbrain.files import atomic_file
 from usbrain.pipeline import Pipeline
@@ -135,7 +134,8 @@ def train_base(
                 resume=resume,
                 overwrite=not resume,
                 progress=progress,
-                score_splits=(Split.VAL,),
+                # The loop's last validation already scored the validation split.
+                score_splits=(),
             ),
         )
     latents = out / "latents"

@@ -65,7 +65,8 @@ def train_autoencoder(
     """Train the autoencoder on a prepared cache; the final checkpoint holds the latent scale.
 
     ``reconstruction.json`` scores the splits in ``score_splits`` (each whole volume costs an
-    encode and a decode: 20 s a split of 30 scans at 48³, minutes at 96³).
+    encode and a decode: 20 s a split of 30 scans at 48³, minutes at 96³); none are scored
+    (and no file written) for an empty tuple.
     """
     _check_out(out, resume, overwrite)
     _check_space(config, data)
@@ -93,9 +94,10 @@ def train_autoencoder(
             ck.state,
             extra_meta={"scale_factor": scale},
         )
-        write_reconstruction_scores(
-            ema, data, config, out / "reconstruction.json", world.device, score_splits
-        )
+        if score_splits:
+            write_reconstruction_scores(
+                ema, data, config, out / "reconstruction.json", world.device, score_splits
+            )
     return out / "checkpoint"
 
 
