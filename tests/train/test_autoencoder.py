@@ -155,3 +155,16 @@ def test_resume_restores_the_discriminator_and_gives_the_same_weights(tmp_path, 
         assert max(float((a[k] - b[k]).abs().max()) for k in a) <= 1e-6, name
     a, b = whole.state["auxiliary"], resumed.state["auxiliary"]
     assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+
+
+def test_whole_volume_steps_run_at_their_own_learning_rate():
+    config = micro_config(
+        "autoencoder.train_patch=8",
+        "autoencoder.whole_volume_steps=2",
+        "autoencoder.whole_volume_lr=0.0003",
+        "train_autoencoder.steps=5",
+    )
+    job = AutoencoderJob(config, Volumes(), Volumes())
+    assert [job.learning_rate(s, 1e-6) for s in range(5)] == [1e-6] * 3 + [3e-4] * 2
+    plain = AutoencoderJob(micro_config("autoencoder.whole_volume_steps=2"), Volumes(), Volumes())
+    assert plain.learning_rate(4, 1e-6) == 1e-6  # 0: the schedule's

@@ -181,6 +181,12 @@ class AutoencoderJob:
         self.patch = ae_cfg.train_patch if step < total - ae_cfg.whole_volume_steps else 0
         self.objective.adversarial_on = step >= ae_cfg.adversarial_start
 
+    def learning_rate(self, step: int, scheduled: float) -> float:
+        """``whole_volume_lr`` in the whole-volume steps when set, else the schedule's."""
+        ae_cfg, total = self.config.autoencoder, self.config.train_autoencoder.steps
+        whole = step >= total - ae_cfg.whole_volume_steps
+        return ae_cfg.whole_volume_lr if whole and ae_cfg.whole_volume_lr > 0 else scheduled
+
     def inputs(
         self, indices: list[int], generator: torch.Generator, device: torch.device
     ) -> dict[str, torch.Tensor]:

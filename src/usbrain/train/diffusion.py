@@ -68,6 +68,9 @@ class DiffusionJob:
         # Staged steps leave one U-Net idle; DDP must be told.
         self.find_unused_parameters = self.staged
 
+    def learning_rate(self, step: int, scheduled: float) -> float:
+        return scheduled
+
     def total_steps(self, train: TrainConfig) -> int:
         return 2 * train.steps if self.staged else train.steps
 

@@ -52,6 +52,10 @@ class Job(Protocol):
 
     def begin_step(self, step: int) -> None: ...
 
+    def learning_rate(self, step: int, scheduled: float) -> float:
+        """The learning rate of ``step``, given the schedule's (most jobs return it)."""
+        ...
+
     def inputs(
         self, indices: list[int], generator: torch.Generator, device: torch.device
     ) -> dict[str, torch.Tensor]: ...
@@ -247,8 +251,9 @@ def train(
     tick = time.perf_counter()
     for step in bar:
         job.begin_step(step)
+        scheduled = tc.lr * lr_factor(step, total, tc.warmup_steps, tc.cosine_decay)
         for group in optimizer.param_groups:
-            group["lr"] = tc.lr * lr_factor(step, total, tc.warmup_steps, tc.cosine_decay)
+            group["lr"] = job.learning_rate(step, scheduled)
         model.train()
         generator = torch.Generator().manual_seed(step_seed(config.seed, step, world.rank))
         # MONAI's posterior sampling and dropout draw from the global RNG: seed it per step too.
