@@ -29,8 +29,8 @@ u train --latents "$out/latents" --out "$out/dm" --device "$device" --overwrite 
     --set train_diffusion.steps="$steps" --set train_diffusion.val_every="$steps" \
     --set train_diffusion.precision=bf16
 
-# a held-out subject with a lesion
-row=$(awk -F, 'NR > 1 && $5 == "test" && $7 > 1 {print; exit}' "$cohort/manifest.csv")
+# a validation subject with a lesion (the test split is for the final benchmark alone)
+row=$(awk -F, 'NR > 1 && $5 == "val" && $7 > 1 {print; exit}' "$cohort/manifest.csv")
 image="$cohort/$(cut -d, -f2 <<<"$row")"
 mask="$cohort/$(cut -d, -f3 <<<"$row")"
 healthy="$cohort/$(cut -d, -f4 <<<"$row")"
