@@ -262,7 +262,7 @@ def tasks_section(run: TaskRun, figures: Path, title: str, prefix: str) -> list[
     lines = [
         f"## {title}",
         "",
-        f"Test-split subjects with a lesion: {len(run.heal)}. Sampling: {run.sampling.sampler} "
+        f"Held-out subjects with a lesion: {len(run.heal)}. Sampling: {run.sampling.sampler} "
         f"with {run.sampling.steps} steps; heal from t = {run.sampling.t_start_heal}, lesion "
         f"from t = {run.sampling.t_start_lesion}; ACG + LCG as configured (sidecars list all).",
         "",
