@@ -52,6 +52,7 @@ def test_a_killed_run_continues_where_it_stopped_and_exports_half_precision(tmp_
     monkeypatch.setattr(weights, "train_paired", killed)
     with pytest.raises(Killed):
         _train(out)
+    assert "diffusion" in json.loads((out / "timings.json").read_text())  # time kept on a kill
     ae_weights = (out / "autoencoder" / "checkpoint" / "ema.safetensors").read_bytes()
     monkeypatch.setattr(weights, "train_paired", train_paired)
 

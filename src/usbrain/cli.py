@@ -127,9 +127,13 @@ def _train(args: argparse.Namespace) -> None:
 
 
 def _train_base(args: argparse.Namespace) -> None:
+    import signal
+
     from usbrain.train.distributed import init_world
     from usbrain.weights import train_base
 
+    # A kill (SIGTERM) exits through the stages' bookkeeping: the time spent is kept.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     world = init_world(args.device)
     path = train_base(args.out, world, export=args.export, overwrite=args.overwrite)
     print(f"base pipeline: {path}" + (f" (exported to {args.export})" if args.export else ""))

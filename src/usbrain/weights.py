@@ -41,14 +41,17 @@ VARIATION = "rich"
 
 
 def _timed(out: Path, stage: str, run: Callable[[], object]) -> None:
-    """Run ``stage`` and add its seconds to ``out/timings.json``."""
+    """Run ``stage`` and add its seconds to ``out/timings.json``, also when it is interrupted
+    (an exception, Ctrl-C, or SIGTERM, which ``usbrain train-base`` turns into an exit)."""
     path = out / "timings.json"
     timings = json.loads(path.read_text()) if path.exists() else {}
     start = time.perf_counter()
-    run()
-    timings[stage] = timings.get(stage, 0.0) + time.perf_counter() - start
-    with atomic_file(path, overwrite=True) as tmp:
-        tmp.write_text(json.dumps(timings, indent=1))
+    try:
+        run()
+    finally:
+        timings[stage] = timings.get(stage, 0.0) + time.perf_counter() - start
+        with atomic_file(path, overwrite=True) as tmp:
+            tmp.write_text(json.dumps(timings, indent=1))
 
 
 def _finished(folder: Path, key: str) -> bool:
