@@ -20,10 +20,10 @@ Written from the published protocol, not from the challenge's package (AGPL).
 from __future__ import annotations
 
 import numpy as np
-from scipy import ndimage
+
+from usbrain.evaluate.paired import gaussian_blur
 
 PERCENTILES = (0.5, 99.5)
-WINDOW, SIGMA = 11, 1.5
 K1, K2 = 0.01, 0.03
 
 
@@ -36,15 +36,8 @@ def normalise(image: np.ndarray, voided: np.ndarray) -> np.ndarray:
 
 
 def _gaussian_blur_2d(planes: np.ndarray) -> np.ndarray:
-    """Blur each plane of the last two axes with the 11-tap Gaussian, reflect-padded (the
-    symmetric padding that keeps the edge voxel unrepeated, as torch's ``reflect``)."""
-    taps = np.arange(WINDOW) - (WINDOW - 1) / 2
-    kernel = np.exp(-0.5 * (taps / SIGMA) ** 2)
-    kernel /= kernel.sum()
-    out = planes
-    for axis in (1, 2):
-        out = ndimage.correlate1d(out, kernel, axis=axis, mode="mirror")
-    return out
+    """Blur each plane of the last two axes with SSIM's 11-tap Gaussian."""
+    return gaussian_blur(planes, axes=(1, 2))
 
 
 def ssim_map(prediction: np.ndarray, target: np.ndarray) -> np.ndarray:

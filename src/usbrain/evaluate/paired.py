@@ -21,11 +21,13 @@ C1, C2 = 0.01**2, 0.03**2
 REGIONS = ("full", "healthy", "lesion")
 
 
-def _blur(volume: np.ndarray) -> np.ndarray:
+def gaussian_blur(volume: np.ndarray, axes: tuple[int, ...] | None = None) -> np.ndarray:
+    """``volume`` blurred along ``axes`` (default all) by SSIM's window: 11 taps of a σ 1.5
+    Gaussian, normalised, mirror padding (torch's ``reflect``: the edge voxel not repeated)."""
     taps = np.arange(WINDOW) - (WINDOW - 1) / 2
     kernel = np.exp(-0.5 * (taps / SIGMA) ** 2)
     kernel /= kernel.sum()
-    for axis in range(volume.ndim):
+    for axis in range(volume.ndim) if axes is None else axes:
         volume = ndimage.correlate1d(volume, kernel, axis=axis, mode="mirror")
     return volume
 
@@ -33,9 +35,9 @@ def _blur(volume: np.ndarray) -> np.ndarray:
 def ssim_map_3d(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """SSIM at every voxel of two (I, J, K) volumes in [0, 1]; float64 (I, J, K)."""
     x, y = a.astype(np.float64), b.astype(np.float64)
-    mu_x, mu_y = _blur(x), _blur(y)
-    var_x, var_y = _blur(x * x) - mu_x**2, _blur(y * y) - mu_y**2
-    cov = _blur(x * y) - mu_x * mu_y
+    mu_x, mu_y = gaussian_blur(x), gaussian_blur(y)
+    var_x, var_y = gaussian_blur(x * x) - mu_x**2, gaussian_blur(y * y) - mu_y**2
+    cov = gaussian_blur(x * y) - mu_x * mu_y
     return ((2 * mu_x * mu_y + C1) * (2 * cov + C2)) / (
         (mu_x**2 + mu_y**2 + C1) * (var_x + var_y + C2)
     )
