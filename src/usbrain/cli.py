@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from usbrain import __version__
+from usbrain import __version__, logs
 from usbrain.errors import UsbrainError
 
 EXIT_USER_ERROR = 2
@@ -578,6 +578,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    logs.setup()
     try:
         args.run(args)
     except UsbrainError as exc:

@@ -21,7 +21,7 @@ from matplotlib.figure import Figure
 from scipy import ndimage
 
 from usbrain.data.nifti import check_same_grid, load_image, load_mask
-from usbrain.files import atomic_file, check_writable
+from usbrain.files import atomic_file, claim
 
 LESION_COLOUR = "#ff3b30"
 LABEL_COLOUR = "#7fd4ff"
@@ -306,8 +306,8 @@ def save_montage(
     overwrite: bool = False,
 ) -> Path:
     """:func:`montage` written to ``path`` as PNG (refused if it exists, unless ``overwrite``)."""
-    check_writable(path, overwrite)  # before drawing: a refusal should cost nothing
-    return save_figure(montage(image, affine, mask, title), path, overwrite)
+    with claim(path, overwrite):  # before drawing: a refusal should cost nothing
+        return save_figure(montage(image, affine, mask, title), path, overwrite)
 
 
 def show_file(
@@ -324,20 +324,20 @@ def show_file(
     :class:`~usbrain.errors.InputError` naming the file for an unreadable input or a mask
     that is not on the image's grid.
     """
-    check_writable(out_png, overwrite)
-    image = load_image(image_path)
-    mask = None
-    title = Path(image_path).name
-    if mask_path is not None:
-        mask = load_mask(mask_path, threshold)
-        check_same_grid(image, mask)
-        volume_ml = float(mask.data.sum()) * float(np.prod(image.spacing)) / 1000.0
-        title += f"  |  lesion: {Path(mask_path).name} ({volume_ml:.1f} mL)"
-    return save_montage(
-        out_png,
-        image.data,
-        image.affine,
-        None if mask is None else mask.data,
-        title,
-        overwrite,
-    )
+    with claim(out_png, overwrite):
+        image = load_image(image_path)
+        mask = None
+        title = Path(image_path).name
+        if mask_path is not None:
+            mask = load_mask(mask_path, threshold)
+            check_same_grid(image, mask)
+            volume_ml = float(mask.data.sum()) * float(np.prod(image.spacing)) / 1000.0
+            title += f"  |  lesion: {Path(mask_path).name} ({volume_ml:.1f} mL)"
+        return save_montage(
+            out_png,
+            image.data,
+            image.affine,
+            None if mask is None else mask.data,
+            title,
+            overwrite,
+        )

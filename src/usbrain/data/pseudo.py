@@ -29,13 +29,13 @@ from pathlib import Path
 
 import numpy as np
 from scipy import ndimage
-from tqdm import tqdm
 
 from usbrain.data.datasets import Record, Split, assign_splits, discover_folder, write_manifest
 from usbrain.data.nifti import Volume, check_same_grid, load_image, load_mask, save_nifti
 from usbrain.data.preprocess import brain_mask, resample
 from usbrain.errors import InputError, UsbrainError, problems_error
-from usbrain.files import atomic_dir, check_writable
+from usbrain.files import atomic_dir, claim
+from usbrain.progress import progress_bar
 
 
 class LesionKind(StrEnum):
@@ -442,45 +442,47 @@ def write_pseudo(
     ``manifest.csv``: ``subject,image,mask,healthy_image,split,lesion_source,lesion_ml,
     lesion_to_wm`` (``image`` is the pathological scan).
     """
-    out_dir = check_writable(out_dir, overwrite)
-    healthy_dir = Path(healthy_dir)
-    if not healthy_dir.is_dir():
-        raise InputError(f"{healthy_dir}: folder of healthy T1s not found")
-    healthy = discover_folder(healthy_dir)
-    if not healthy:
-        raise InputError(f"{healthy_dir}: no .nii/.nii.gz files")
-    sources = read_lesion_sources(lesions)
-    if not sources:
-        raise InputError(f"{lesions}: no lesion masks")
-    healthy, assignment = split_before_embedding(healthy, sources, seed)
-    ratios = _check_inputs(healthy, sources, assignment, threshold)
+    with claim(out_dir, overwrite) as out_dir:
+        healthy_dir = Path(healthy_dir)
+        if not healthy_dir.is_dir():
+            raise InputError(f"{healthy_dir}: folder of healthy T1s not found")
+        healthy = discover_folder(healthy_dir)
+        if not healthy:
+            raise InputError(f"{healthy_dir}: no .nii/.nii.gz files")
+        sources = read_lesion_sources(lesions)
+        if not sources:
+            raise InputError(f"{lesions}: no lesion masks")
+        healthy, assignment = split_before_embedding(healthy, sources, seed)
+        ratios = _check_inputs(healthy, sources, assignment, threshold)
 
-    records, columns = [], {"lesion_source": [], "lesion_ml": [], "lesion_to_wm": []}
-    with atomic_dir(out_dir, overwrite) as tmp:
-        pairs = list(enumerate(zip(healthy, assignment, strict=True)))
-        for index, (record, source) in tqdm(pairs, desc="embedding", disable=not progress):
-            rng = _subject_rng(seed, index)
-            scan = load_image(record.image)
-            mask = place_lesion(load_mask(source.mask, threshold), scan)
-            ratio = ratios[source.mask]
-            if ratio is None:
-                ratio = sample_lesion_ratio(LesionKind.STROKE, rng)
-            wm = white_matter_mean(scan.data, brain_mask(scan.data))
-            sick = embed_lesion(scan.data, mask, ratio * wm, rng)
-            paths = {p: tmp / f"{record.subject}_{p}.nii.gz" for p in LESION_FILE_PARTS}
-            for part, data in zip(LESION_FILE_PARTS, (scan.data, sick, mask), strict=True):
-                save_nifti(paths[part], data, scan.affine, like=scan)
-            records.append(
-                Record(
-                    record.subject,
-                    paths["pathological"],
-                    paths["mask"],
-                    paths["healthy"],
-                    record.split,
+        records, columns = [], {"lesion_source": [], "lesion_ml": [], "lesion_to_wm": []}
+        with atomic_dir(out_dir, overwrite) as tmp:
+            pairs = list(enumerate(zip(healthy, assignment, strict=True)))
+            for index, (record, source) in progress_bar(
+                pairs, desc="embedding", disable=not progress
+            ):
+                rng = _subject_rng(seed, index)
+                scan = load_image(record.image)
+                mask = place_lesion(load_mask(source.mask, threshold), scan)
+                ratio = ratios[source.mask]
+                if ratio is None:
+                    ratio = sample_lesion_ratio(LesionKind.STROKE, rng)
+                wm = white_matter_mean(scan.data, brain_mask(scan.data))
+                sick = embed_lesion(scan.data, mask, ratio * wm, rng)
+                paths = {p: tmp / f"{record.subject}_{p}.nii.gz" for p in LESION_FILE_PARTS}
+                for part, data in zip(LESION_FILE_PARTS, (scan.data, sick, mask), strict=True):
+                    save_nifti(paths[part], data, scan.affine, like=scan)
+                records.append(
+                    Record(
+                        record.subject,
+                        paths["pathological"],
+                        paths["mask"],
+                        paths["healthy"],
+                        record.split,
+                    )
                 )
-            )
-            columns["lesion_source"].append(str(source.mask))
-            columns["lesion_ml"].append(f"{mask.sum() * np.prod(scan.spacing) / 1000:.3f}")
-            columns["lesion_to_wm"].append(f"{ratio:.4f}")
-        write_manifest(records, tmp / "manifest.csv", columns)
-    return out_dir / "manifest.csv"
+                columns["lesion_source"].append(str(source.mask))
+                columns["lesion_ml"].append(f"{mask.sum() * np.prod(scan.spacing) / 1000:.3f}")
+                columns["lesion_to_wm"].append(f"{ratio:.4f}")
+            write_manifest(records, tmp / "manifest.csv", columns)
+        return out_dir / "manifest.csv"

@@ -19,13 +19,13 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
-from tqdm.auto import tqdm
 
 from usbrain.config import Coupling
 from usbrain.diffusion.paired import brain_condition, lesion_condition
 from usbrain.diffusion.prediction import NoisePredictor
 from usbrain.diffusion.samplers import Sampler, StepOutput
 from usbrain.diffusion.schedule import NoiseSchedule, q_sample
+from usbrain.progress import progress_bar
 
 Guidance = Callable[[StepOutput, int, int], StepOutput]
 ConditionFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (x_t, t) → condition
@@ -41,7 +41,7 @@ def _batch_t(t: int, z: torch.Tensor) -> torch.Tensor:
 
 
 def _steps(timesteps: list[int], desc: str, progress: bool):
-    return tqdm(timesteps, desc=desc, leave=False, disable=not progress, unit="step")
+    return progress_bar(timesteps, desc=desc, leave=False, disable=not progress, unit="step")
 
 
 @torch.no_grad()

@@ -26,7 +26,7 @@ from usbrain.evaluate.features import FeatureNetwork, hdbet_encoder
 from usbrain.evaluate.generation import generation_scores, model_space_images, pair_scores
 from usbrain.evaluate.segmenter import SegmenterConfig
 from usbrain.evaluate.summary import format_value
-from usbrain.files import atomic_dir, atomic_file, check_writable
+from usbrain.files import atomic_dir, atomic_file, claim
 from usbrain.pipeline import Pipeline
 from usbrain.viz import comparison, save_figure
 
@@ -412,71 +412,76 @@ def benchmark_to_folder(
     them on the held-out scans (:mod:`usbrain.evaluate.downstream`), with ``segmenter``'s config
     when given (else the defaults) and ``downstream_steps`` steps when given.
     """
-    check_writable(out, overwrite)
-    if downstream_steps is not None and not downstream:
-        raise InputError("--downstream-steps given without --downstream; add --downstream")
-    if readme is not None:
-        readme_block(readme)
-    cases = read_cases(data, split)
-    downstream_data = read_downstream(data, split) if downstream else None
-    scorer = SegmenterScores.load(segmenter, device) if segmenter is not None else None
-    downstream_config = scorer.segmenter.config if scorer is not None else SegmenterConfig()
-    if downstream_steps is not None:
-        downstream_config = replace(downstream_config, steps=downstream_steps)
-    network = feature_network(features, feature_size)
-    pipe = Pipeline.from_pretrained(checkpoint, device)
-    if scorer is not None:
-        scorer.check_space(pipe.config.space, checkpoint)
-    variant_pipes = {n: Pipeline.from_pretrained(p, device) for n, p in (variants or {}).items()}
-    results, examples = run_benchmark(pipe, cases, seed, ablations, segmenter=scorer)
-    if downstream_data is not None:
-        results["downstream"] = run_downstream(
-            pipe, downstream_data, downstream_config, seed, device
-        )
-    if network is not None or variant_pipes:  # the real scans are only read for these
-        real = model_space_images(pipe, read_scans(data, split))
-    if network is not None:
-        results["generation"] = generation_scores(pipe, real, network, seed)
-    if variant_pipes:
-        this = variant_results(pipe, cases, real, network, seed, results, results.get("generation"))
-        results["variants"] = {"this checkpoint": this} | {
-            name: variant_results(p, cases, real, network, seed)
-            for name, p in variant_pipes.items()
+    with claim(out, overwrite):
+        if downstream_steps is not None and not downstream:
+            raise InputError("--downstream-steps given without --downstream; add --downstream")
+        if readme is not None:
+            readme_block(readme)
+        cases = read_cases(data, split)
+        downstream_data = read_downstream(data, split) if downstream else None
+        scorer = SegmenterScores.load(segmenter, device) if segmenter is not None else None
+        downstream_config = scorer.segmenter.config if scorer is not None else SegmenterConfig()
+        if downstream_steps is not None:
+            downstream_config = replace(downstream_config, steps=downstream_steps)
+        network = feature_network(features, feature_size)
+        pipe = Pipeline.from_pretrained(checkpoint, device)
+        if scorer is not None:
+            scorer.check_space(pipe.config.space, checkpoint)
+        variant_pipes = {
+            n: Pipeline.from_pretrained(p, device) for n, p in (variants or {}).items()
         }
-    results["setup"] = {
-        "checkpoint": str(Path(checkpoint).resolve()),
-        "weights_sha256": pipe.weights_sha256,
-        "data": str(Path(data).resolve()),
-        "split": split,
-        "cases": [c.subject for c in cases],
-        "seed": seed,
-        "variants": {n: str(Path(p).resolve()) for n, p in (variants or {}).items()},
-        "sampling": to_dict(pipe.config.sampling),
-        "usbrain_version": __version__,
-    }
-    if scorer is not None:
-        meta = scorer.segmenter.meta
-        results["setup"]["segmenter"] = {
-            "path": str(Path(segmenter).resolve()),
-            "val_dice": meta.get("val_dice"),
-            "val_scans": meta.get("val_scans"),
-            "trained_on": meta.get("trained_on"),
-            "space": meta.get("space"),
+        results, examples = run_benchmark(pipe, cases, seed, ablations, segmenter=scorer)
+        if downstream_data is not None:
+            results["downstream"] = run_downstream(
+                pipe, downstream_data, downstream_config, seed, device
+            )
+        if network is not None or variant_pipes:  # the real scans are only read for these
+            real = model_space_images(pipe, read_scans(data, split))
+        if network is not None:
+            results["generation"] = generation_scores(pipe, real, network, seed)
+        if variant_pipes:
+            this = variant_results(
+                pipe, cases, real, network, seed, results, results.get("generation")
+            )
+            results["variants"] = {"this checkpoint": this} | {
+                name: variant_results(p, cases, real, network, seed)
+                for name, p in variant_pipes.items()
+            }
+        results["setup"] = {
+            "checkpoint": str(Path(checkpoint).resolve()),
+            "weights_sha256": pipe.weights_sha256,
+            "data": str(Path(data).resolve()),
+            "split": split,
+            "cases": [c.subject for c in cases],
+            "seed": seed,
+            "variants": {n: str(Path(p).resolve()) for n, p in (variants or {}).items()},
+            "sampling": to_dict(pipe.config.sampling),
+            "usbrain_version": __version__,
         }
-    header = [
-        "# usbrain benchmark",
-        "",
-        f"{len(cases)} {split} scans with a lesion and a known healthy version from "
-        f"`{data}`; checkpoint `{checkpoint}` (weights SHA-256 {pipe.weights_sha256[:12]}…), "
-        f"seed {seed}. Medians over scans; every number is in `results.json`.",
-        "",
-        "Heal starts from the pathological scan and is scored against its healthy version; "
-        "lesion insertion starts from the healthy scan and is scored against the pathological "
-        "one. PSNR outside: to the input, outside the lesion dilated by 2 voxels, in the brain.",
-    ]
-    with atomic_dir(out, overwrite) as tmp:
-        write_results(results, tmp / "results.json")
-        write_report(results, examples, cases, tmp, header)
-    if readme is not None:
-        update_readme(readme, readme_section(results, readme.resolve().parent))
-    return out / "report.md"
+        if scorer is not None:
+            meta = scorer.segmenter.meta
+            results["setup"]["segmenter"] = {
+                "path": str(Path(segmenter).resolve()),
+                "val_dice": meta.get("val_dice"),
+                "val_scans": meta.get("val_scans"),
+                "trained_on": meta.get("trained_on"),
+                "space": meta.get("space"),
+            }
+        header = [
+            "# usbrain benchmark",
+            "",
+            f"{len(cases)} {split} scans with a lesion and a known healthy version from "
+            f"`{data}`; checkpoint `{checkpoint}` (weights SHA-256 {pipe.weights_sha256[:12]}…), "
+            f"seed {seed}. Medians over scans; every number is in `results.json`.",
+            "",
+            "Heal starts from the pathological scan and is scored against its healthy "
+            "version; lesion insertion starts from the healthy scan and is scored against the "
+            "pathological one. PSNR outside: to the input, outside the lesion dilated by 2 "
+            "voxels, in the brain.",
+        ]
+        with atomic_dir(out, overwrite) as tmp:
+            write_results(results, tmp / "results.json")
+            write_report(results, examples, cases, tmp, header)
+        if readme is not None:
+            update_readme(readme, readme_section(results, readme.resolve().parent))
+        return out / "report.md"

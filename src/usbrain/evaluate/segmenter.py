@@ -36,7 +36,6 @@ from monai.losses import DiceCELoss
 from monai.networks.nets import UNet
 from torch import nn
 from torch.utils.data import Dataset
-from tqdm import tqdm
 
 from usbrain import __version__
 from usbrain.config import ModelSpace
@@ -44,7 +43,8 @@ from usbrain.data.cache import PreparedDataset
 from usbrain.data.datasets import Split
 from usbrain.errors import ConfigError, InputError, ShapeMismatchError
 from usbrain.evaluate.lesions import lesion_dice
-from usbrain.files import atomic_dir, check_writable
+from usbrain.files import atomic_dir, claim
+from usbrain.progress import progress_bar
 from usbrain.train.checkpoint import load_weights, read_weights, save_weights
 
 KIND = "segmenter"
@@ -237,7 +237,7 @@ def fit_segmenter(
     losses: list[float] = []
     start = time.perf_counter()
     network.train()
-    bar = tqdm(range(config.steps), desc="segmenter", unit="step", disable=not progress)
+    bar = progress_bar(range(config.steps), desc="segmenter", unit="step", disable=not progress)
     for _ in bar:
         items = [data[i] for i in next(batches)]
         if config.flips:
@@ -279,26 +279,30 @@ def train_segmenter(
     existing one is refused unless ``overwrite``.
     """
     config = config or SegmenterConfig()
-    out_dir = check_writable(out_dir, overwrite)
-    data = PreparedDataset(cache, Split.TRAIN)
-    if len(data) == 0:
-        raise InputError(
-            f"{Path(cache) / 'manifest.csv'}: no scans in the 'train' split to train the "
-            "segmenter on"
-        )
-    segmenter = fit_segmenter(data, config, progress, device)
-    fitted = dict(segmenter.meta)
-    del fitted["scans"]
-    segmenter.meta = {
-        "space": fitted.pop("space"),
-        "trained_on": {"cache": str(Path(cache)), "split": str(Split.TRAIN), "scans": len(data)},
-        **fitted,
-    }
-    if len(PreparedDataset(cache, Split.VAL)):
-        scores = segmenter_dice(segmenter, cache, Split.VAL)
-        segmenter.meta["val_dice"] = float(np.mean(list(scores.values())))
-        segmenter.meta["val_scans"] = len(scores)
-    return save_segmenter(segmenter, out_dir, overwrite=overwrite)
+    with claim(out_dir, overwrite) as out_dir:
+        data = PreparedDataset(cache, Split.TRAIN)
+        if len(data) == 0:
+            raise InputError(
+                f"{Path(cache) / 'manifest.csv'}: no scans in the 'train' split to train the "
+                "segmenter on"
+            )
+        segmenter = fit_segmenter(data, config, progress, device)
+        fitted = dict(segmenter.meta)
+        del fitted["scans"]
+        segmenter.meta = {
+            "space": fitted.pop("space"),
+            "trained_on": {
+                "cache": str(Path(cache)),
+                "split": str(Split.TRAIN),
+                "scans": len(data),
+            },
+            **fitted,
+        }
+        if len(PreparedDataset(cache, Split.VAL)):
+            scores = segmenter_dice(segmenter, cache, Split.VAL)
+            segmenter.meta["val_dice"] = float(np.mean(list(scores.values())))
+            segmenter.meta["val_scans"] = len(scores)
+        return save_segmenter(segmenter, out_dir, overwrite=overwrite)
 
 
 def save_segmenter(segmenter: Segmenter, out_dir: str | Path, overwrite: bool = False) -> Path:

@@ -9,14 +9,13 @@ mask's own grid, intensities in [0, 1].
 
 from __future__ import annotations
 
-from tqdm.auto import tqdm
-
 from usbrain.config import ConditionInput, SamplingConfig
 from usbrain.data.nifti import Volume
 from usbrain.data.preprocess import VolumeKind, to_model, to_native
 from usbrain.diffusion.chains import estimated_condition, randn, sample_brain
 from usbrain.errors import InputError
 from usbrain.pipeline import Pipeline
+from usbrain.progress import progress_bar
 from usbrain.tasks.common import (
     Result,
     brain_fraction,
@@ -54,7 +53,7 @@ def condition(
     denoiser = denoiser_for(pipe, sampling)
     device = device_of(pipe)
     results = []
-    for i in tqdm(range(n), desc="samples", disable=not progress or n == 1):
+    for i in progress_bar(range(n), desc="samples", disable=not progress or n == 1):
         gen = generator(seed + i)
         start = randn(tuple(condition_latent.shape), gen, device)
         given = condition_latent

@@ -9,11 +9,11 @@ MNI brain.
 from __future__ import annotations
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from usbrain.config import SamplingConfig
 from usbrain.diffusion.chains import randn, sample_brain, sample_pair
 from usbrain.pipeline import Pipeline
+from usbrain.progress import progress_bar
 from usbrain.tasks.common import (
     Result,
     brain_fraction,
@@ -49,7 +49,7 @@ def generate(
     shape = (1, pipe.config.autoencoder.latent_channels, *pipe.config.latent_size)
     empty = empty_mask_latent(pipe) if healthy else None
     results = []
-    for i in tqdm(range(n), desc="samples", disable=not progress or n == 1):
+    for i in progress_bar(range(n), desc="samples", disable=not progress or n == 1):
         gen = generator(seed + i)
         if empty is not None:
             x = sample_brain(

@@ -8,24 +8,29 @@ skipped, so an interrupted run continues where it stopped.
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 
 from usbrain.config import SamplingConfig, load_config
 from usbrain.data.nifti import load_image, load_mask
-from usbrain.errors import InputError
-from usbrain.files import atomic_dir, check_writable
+from usbrain.errors import InputError, OutputExistsError
+from usbrain.files import atomic_dir, claim
 from usbrain.pipeline import Pipeline
+from usbrain.progress import progress_bar
 from usbrain.tasks.common import Result, check_samples, match_mask_grid
 from usbrain.tasks.condition import condition
 from usbrain.tasks.generate import generate
 from usbrain.tasks.heal import heal
 from usbrain.tasks.lesion import lesion
 from usbrain.tasks.outputs import export_nnunet, provenance, sidecar, write_result
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -99,15 +104,41 @@ def read_manifest(
     return jobs
 
 
-def _pending(jobs: list[Job], options: TaskOptions) -> list[Job]:
-    """Jobs still to run. A single job's folder must be new (or --overwrite); manifest rows
-    whose folder exists are finished and skipped."""
-    if len(jobs) == 1 and jobs[0].id is None:
-        check_writable(options.out, options.overwrite)
-        return jobs
-    if options.overwrite:
-        return jobs
-    return [j for j in jobs if not (options.out / str(j.id)).exists()]
+def _single(jobs: list[Job]) -> bool:
+    return len(jobs) == 1 and jobs[0].id is None
+
+
+@contextlib.contextmanager
+def _outputs(jobs: list[Job], options: TaskOptions) -> Iterator[list[Job]]:
+    """Claim what the run writes before any work, for the whole run: ``--out`` of a single
+    input and the ``--export-nnunet`` folder (manifest rows are claimed one by one as they run,
+    :func:`_claim_row`). Yields the jobs still to run: manifest rows whose folder exists are
+    finished, unless ``--overwrite``."""
+    with contextlib.ExitStack() as stack:
+        if _single(jobs):
+            stack.enter_context(claim(options.out, options.overwrite))
+        if options.export_nnunet is not None:
+            stack.enter_context(claim(options.export_nnunet, options.overwrite))
+        if _single(jobs) or options.overwrite:
+            yield jobs
+        else:
+            yield [j for j in jobs if not (options.out / str(j.id)).exists()]
+
+
+@contextlib.contextmanager
+def _claim_row(job: Job, options: TaskOptions) -> Iterator[Path | None]:
+    """Hold ``job``'s folder while it runs and is written; None for a manifest row that another
+    run holds or has finished meanwhile (array jobs may share one manifest and ``--out``)."""
+    folder = _folder(job, options)
+    with contextlib.ExitStack() as stack:
+        held = None
+        try:
+            held = stack.enter_context(claim(folder, options.overwrite))
+        except OutputExistsError as exc:
+            if job.id is None:
+                raise
+            log.info("%s: skipped (%s)", job.id, exc)
+        yield held
 
 
 def _folder(job: Job, options: TaskOptions) -> Path:
@@ -125,31 +156,32 @@ def _write_samples(
 
 
 def _export(folders: list[Path], command: str, options: TaskOptions) -> None:
-    if options.export_nnunet is not None:
-        export_nnunet(folders, options.export_nnunet, f"usbrain_{command}", options.overwrite)
-
-
-def _check_export(options: TaskOptions) -> None:
-    if options.export_nnunet is not None:
-        check_writable(options.export_nnunet, options.overwrite)
+    if options.export_nnunet is None:
+        return
+    unfinished = [f for f in folders if not f.is_dir()]
+    if unfinished:
+        raise InputError(
+            f"{options.export_nnunet}: not exported, {len(unfinished)} result(s) are not written "
+            f"yet (first: {unfinished[0]}, another run holds it); rerun when that run is done"
+        )
+    export_nnunet(folders, options.export_nnunet, f"usbrain_{command}", options.overwrite)
 
 
 def run_generate(options: TaskOptions, n: int, healthy: bool = False) -> list[Path]:
     """``usbrain generate``: ``n`` pairs (healthy: empty masks) as ``out/sample_NNN``."""
-    check_writable(options.out, options.overwrite)
-    _check_export(options)
-    pipe, sampling = load_pipeline(options)
-    with torch.inference_mode():
-        results = generate(pipe, n, sampling, options.seed, healthy, options.progress)
-    origin = provenance(pipe, options.checkpoint)
-    folders = _write_samples(
-        results,
-        options.out,
-        "generate",
-        lambda r: sidecar("generate", sampling, {"healthy": healthy}, r, origin),
-        options.overwrite,
-    )
-    _export(folders, "generate", options)
+    with _outputs([Job(None, None, None)], options):
+        pipe, sampling = load_pipeline(options)
+        with torch.inference_mode():
+            results = generate(pipe, n, sampling, options.seed, healthy, options.progress)
+        origin = provenance(pipe, options.checkpoint)
+        folders = _write_samples(
+            results,
+            options.out,
+            "generate",
+            lambda r: sidecar("generate", sampling, {"healthy": healthy}, r, origin),
+            options.overwrite,
+        )
+        _export(folders, "generate", options)
     return folders
 
 
@@ -157,24 +189,29 @@ def run_condition(
     options: TaskOptions, jobs: list[Job], n: int, threshold: float | None = None
 ) -> list[Path]:
     """``usbrain condition``: ``n`` brains per mask, on each mask's grid."""
-    pending = _pending(jobs, options)
-    _check_export(options)
-    pipe, sampling = load_pipeline(options)
-    origin = provenance(pipe, options.checkpoint)
-    for job in tqdm(pending, desc="condition", disable=not options.progress or len(jobs) == 1):
-        mask = load_mask(job.mask, threshold, require_lesion=True)
-        with torch.inference_mode():
-            results = condition(pipe, mask, n, sampling, options.seed, options.progress)
-        inputs = {"mask": str(job.mask)}
-        _write_samples(
-            results,
-            _folder(job, options),
-            "condition",
-            lambda r, inputs=inputs: sidecar("condition", sampling, inputs, r, origin),
-            options.overwrite,
+    with _outputs(jobs, options) as pending:
+        pipe, sampling = load_pipeline(options)
+        origin = provenance(pipe, options.checkpoint)
+        rows = progress_bar(
+            pending, desc="condition", disable=not options.progress or _single(jobs)
         )
-    folders = [_folder(j, options) / f"sample_{i:03d}" for j in jobs for i in range(n)]
-    _export(folders, "condition", options)
+        for job in rows:
+            with _claim_row(job, options) as folder:
+                if folder is None:
+                    continue
+                mask = load_mask(job.mask, threshold, require_lesion=True)
+                with torch.inference_mode():
+                    results = condition(pipe, mask, n, sampling, options.seed, options.progress)
+                inputs = {"mask": str(job.mask)}
+                _write_samples(
+                    results,
+                    folder,
+                    "condition",
+                    lambda r, inputs=inputs: sidecar("condition", sampling, inputs, r, origin),
+                    options.overwrite,
+                )
+        folders = [_folder(j, options) / f"sample_{i:03d}" for j in jobs for i in range(n)]
+        _export(folders, "condition", options)
     return folders
 
 
@@ -182,33 +219,50 @@ def run_edit(command: str, options: TaskOptions, jobs: list[Job], edit: EditOpti
     """``usbrain heal`` / ``usbrain lesion`` (heal without a mask finds the lesion, lesion
     without one proposes it)."""
     check_samples(edit.samples)
-    pending = _pending(jobs, options)
-    _check_export(options)
-    pipe, sampling = load_pipeline(options)
-    origin = provenance(pipe, options.checkpoint)
-    task = heal if command == "heal" else lesion
-    for job in tqdm(pending, desc=command, disable=not options.progress or len(jobs) == 1):
-        image = load_image(job.image)
-        mask = None
-        if job.mask is not None:
-            mask = load_mask(job.mask, edit.threshold, require_lesion=True)
-            mask = match_mask_grid(image, mask, edit.resample_mask)
-        with torch.inference_mode():
-            result = task(
-                pipe,
-                image,
-                mask,
-                sampling,
-                options.seed,
-                edit.t_start,
-                edit.blend,
-                options.progress,
-                samples=edit.samples,
-            )
-        inputs = {"image": str(job.image), "mask": None if job.mask is None else str(job.mask)}
-        record = sidecar(command, sampling, inputs, result, origin)
-        title = f"{command} · {job.image.name}"
-        write_result(result, _folder(job, options), record, title, options.overwrite)
-    folders = [_folder(j, options) for j in jobs]
-    _export(folders, command, options)
+    with _outputs(jobs, options) as pending:
+        pipe, sampling = load_pipeline(options)
+        origin = provenance(pipe, options.checkpoint)
+        task = heal if command == "heal" else lesion
+        rows = progress_bar(pending, desc=command, disable=not options.progress or _single(jobs))
+        for job in rows:
+            with _claim_row(job, options) as folder:
+                if folder is None:
+                    continue
+                result = _edit_one(task, pipe, sampling, job, options, edit)
+                inputs = {
+                    "image": str(job.image),
+                    "mask": None if job.mask is None else str(job.mask),
+                }
+                record = sidecar(command, sampling, inputs, result, origin)
+                title = f"{command} · {job.image.name}"
+                write_result(result, folder, record, title, options.overwrite)
+        folders = [_folder(j, options) for j in jobs]
+        _export(folders, command, options)
     return folders
+
+
+def _edit_one(
+    task,
+    pipe: Pipeline,
+    sampling: SamplingConfig,
+    job: Job,
+    options: TaskOptions,
+    edit: EditOptions,
+) -> Result:
+    image = load_image(job.image)
+    mask = None
+    if job.mask is not None:
+        mask = load_mask(job.mask, edit.threshold, require_lesion=True)
+        mask = match_mask_grid(image, mask, edit.resample_mask)
+    with torch.inference_mode():
+        return task(
+            pipe,
+            image,
+            mask,
+            sampling,
+            options.seed,
+            edit.t_start,
+            edit.blend,
+            options.progress,
+            samples=edit.samples,
+        )

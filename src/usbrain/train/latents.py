@@ -14,12 +14,12 @@ from pathlib import Path
 
 import safetensors.torch
 import torch
-from tqdm import tqdm
 
 from usbrain.data.cache import PreparedDataset
 from usbrain.errors import InputError
 from usbrain.files import atomic_dir
 from usbrain.models.autoencoder import Autoencoder
+from usbrain.progress import progress_bar
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,7 @@ def encode_dataset(
     """Encode every image and mask of ``dataset`` (posterior means, scaled)."""
     autoencoder.eval().to(device)
     xs, ms, subjects, splits, voxels = [], [], [], [], []
-    for i in tqdm(range(len(dataset)), desc="encoding", unit="scan", disable=not progress):
+    for i in progress_bar(range(len(dataset)), desc="encoding", unit="scan", disable=not progress):
         item = dataset[i]
         z = autoencoder.encode(torch.stack([item["image"], item["mask"]]).to(device)).cpu()
         xs.append(z[0])

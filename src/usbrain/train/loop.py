@@ -25,10 +25,10 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel
 from torch.utils.data import DistributedSampler
 from torch.utils.tensorboard import SummaryWriter
-from tqdm import tqdm
 
 from usbrain.config import Config, Precision, TrainConfig
 from usbrain.errors import ConfigError
+from usbrain.progress import progress_bar
 from usbrain.train.checkpoint import load_checkpoint, load_weights, save_checkpoint
 from usbrain.train.distributed import World, mean_across
 from usbrain.train.layout import channels_last_batch, channels_last_model
@@ -240,7 +240,7 @@ def train(
     if start == 0 and world.is_main:  # the baseline every later validation is compared with
         _log(out, 0, job.validate(ema.module, device), writer)
     autocast_dtype = AUTOCAST_DTYPES.get(tc.precision)
-    bar = tqdm(
+    bar = progress_bar(
         range(start, total),
         initial=start,
         total=total,
