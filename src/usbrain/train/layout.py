@@ -11,10 +11,22 @@ import torch
 from torch import nn
 
 
-def channels_last_model(model: nn.Module, device: torch.device) -> nn.Module:
-    """``model`` (already on ``device``) in channels-last-3d on CPU; unchanged elsewhere."""
+def channels_last_model(
+    model: nn.Module, device: torch.device, distributed: bool = False
+) -> nn.Module:
+    """``model`` (already on ``device``) in channels-last-3d on CPU; unchanged elsewhere.
+
+    ``distributed``: 1×1×1 kernels keep the contiguous spelling of their strides. Such a
+    kernel lies in memory the same way in both layouts, but autograd returns its gradient in
+    the contiguous spelling, and DDP, whose buckets follow the parameter's, would copy it every
+    step (and warn). A single process has no buckets and keeps the plain channels-last model.
+    """
     if device.type == "cpu":
         model.to(memory_format=torch.channels_last_3d)
+        if distributed:
+            for p in model.parameters():
+                if p.ndim == 5 and p.shape[2:].numel() == 1:
+                    p.data = p.data.clone(memory_format=torch.contiguous_format)
     return model
 
 

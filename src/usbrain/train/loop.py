@@ -177,7 +177,7 @@ def train(
     device = world.device
     out = Path(out)
     checkpoint_dir = out / "checkpoint"
-    model = channels_last_model(job.model.to(device), device)
+    model = channels_last_model(job.model.to(device), device, world.distributed)
     objective = job.objective.to(device)
     ema = AveragedModel(model, multi_avg_fn=ema_update(tc.ema_decay), use_buffers=True)
     auxiliary = job.auxiliary.to(device) if job.auxiliary is not None else None
