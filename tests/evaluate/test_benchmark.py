@@ -203,6 +203,18 @@ def test_segmenter_columns_and_ground_truth_rows_match_results(scored, segmenter
     assert len({r["median"]["seg_input_ml"] for r in results["heal"].values()}) == 1
 
 
+def test_round_trip_rows_in_the_report_match_results(scored):
+    from usbrain.evaluate.report import ROUND_TRIP_ROWS
+
+    results, report = scored
+    trips = results["round_trip"]["usb"]
+    assert len(trips["cases"]) == len(results["setup"]["cases"])
+    assert all(0.0 <= c["heal_insert_seg_dice"] <= 1.0 for c in trips["cases"])
+    rows = table_rows(report, "## Round trips")
+    for key, title, digits in ROUND_TRIP_ROWS:
+        assert rows[title] == [f"{trips['median'][key]:.{digits}f}"], key
+
+
 def test_tables_render_without_segmenter_columns():
     from usbrain.evaluate.report import table
 

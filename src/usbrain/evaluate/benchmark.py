@@ -14,6 +14,9 @@ Methods (:mod:`usbrain.evaluate.baselines`), each run through the same loading a
 - lesion: ``usb``, ``sdedit-acg`` (ACG, no LCG), ``paste`` (another test subject's lesion
   intensities), ``intensity-model`` (the cohort's own lesion model).
 
+USB's own edits also make both round trips (:mod:`usbrain.evaluate.round_trips`): insert then
+heal must give back the healthy scan, heal then insert the lesion.
+
 With a lesion segmenter (:class:`SegmenterScores`), every output is also brought to model space
 and segmented: heal methods are scored by the lesion still found inside the dilated original
 lesion, next to what the segmenter finds there in the input; lesion methods by the Dice and
@@ -56,6 +59,7 @@ from usbrain.evaluate.lesions import (
     residual_lesion,
     voxel_ml,
 )
+from usbrain.evaluate.round_trips import round_trip_scores
 from usbrain.evaluate.segmenter import (
     META_FILE,
     Segmenter,
@@ -358,6 +362,21 @@ def run_benchmark(
                 **summarise(per_case),
                 "seconds": time.perf_counter() - start,
             }
+
+    def dice_of(c: Case) -> Callable[[np.ndarray], float] | None:
+        if segmenter is None:
+            return None
+        return lambda out: segmenter.lesion(c, out)["seg_dice"]
+
+    if not only_usb:
+        per_case = [
+            {
+                "subject": c.subject,
+                **round_trip_scores(pipe, c.healthy, c.sick, c.mask, seed, dice_of(c)),
+            }
+            for c in cases
+        ]
+        results["round_trip"] = {"usb": summarise(per_case)}
     if segmenter is not None:
         results["segmenter_reference"] = segmenter.reference(cases)
     return results, examples

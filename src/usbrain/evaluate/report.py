@@ -145,6 +145,25 @@ def segmenter_note(setup: dict) -> list[str]:
     ]
 
 
+ROUND_TRIP_ROWS = (
+    ("insert_heal_mae", "insert → heal: in-lesion MAE to the healthy scan (lower)", 1),
+    ("insert_heal_mae_ratio", "insert → heal: that / the inserted scan's (lower; 0 = undone)", 3),
+    ("insert_heal_psnr", "insert → heal: PSNR to the healthy scan, brain (dB, higher)", 1),
+    ("heal_insert_intensity_ratio", "heal → insert: lesion intensity / the real lesion's (1)", 3),
+    ("heal_insert_seg_dice", "heal → insert: segmenter Dice with the mask (higher)", 3),
+)
+
+
+def round_trip_table(round_trip: dict) -> list[str]:
+    """USB's two round trips (:mod:`usbrain.evaluate.round_trips`), medians over scans."""
+    medians = round_trip["usb"]["median"]
+    lines = ["| round trip | median over scans |", "|---|---|"]
+    for key, title, digits in ROUND_TRIP_ROWS:
+        if key in medians:
+            lines.append(f"| {title} | {format_value(medians[key], digits)} |")
+    return lines
+
+
 def downstream_table(downstream: dict) -> list[str]:
     """One row per training set of :data:`~usbrain.evaluate.downstream.SETS`."""
     config = downstream["config"]
@@ -197,6 +216,7 @@ def optional_sections(results: dict) -> list[tuple[str, list[str]]]:
     """(title, lines) of the sections ``results`` has beyond heal and lesion, in report order:
     the same for ``report.md`` and the README block."""
     tables = (
+        ("round_trip", "Round trips", round_trip_table),
         ("generation", "Generation", generation_table),
         ("variants", "Trained variants", variants_table),
         ("downstream", "Downstream", downstream_table),

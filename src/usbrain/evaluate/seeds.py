@@ -25,6 +25,14 @@ HEADLINE: tuple[tuple[str, str, str, str, int], ...] = (
     ("lesion", "usb", "intensity_ratio", "insertion: lesion intensity after / before", 3),
     ("lesion", "usb", "psnr_outside", "insertion: PSNR outside the mask (dB)", 1),
     ("lesion", "usb", "psnr_lesion", "insertion: PSNR to the real lesion scan, lesion (dB)", 1),
+    ("round_trip", "usb", "insert_heal_mae_ratio", "insert → heal: inserted change left", 3),
+    (
+        "round_trip",
+        "usb",
+        "heal_insert_intensity_ratio",
+        "heal → insert: lesion intensity / real",
+        3,
+    ),
 )
 
 

@@ -1,0 +1,55 @@
+"""Round trips insert → heal and heal → insert (usbrain.evaluate.round_trips)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from tests.conftest import lesion_mask, micro_config, phantom_brain
+from tests.tasks.conftest import LESION, TASK_OVERRIDES
+from usbrain.data.nifti import Volume
+from usbrain.evaluate.regions import region_mae, region_mean
+from usbrain.evaluate.round_trips import round_trip_scores
+from usbrain.pipeline import Pipeline
+from usbrain.tasks.heal import heal
+from usbrain.tasks.lesion import lesion
+
+AFFINE = np.diag([2.0, 2.0, 2.0, 1.0])
+
+
+@pytest.fixture(scope="module")
+def triple():
+    torch.manual_seed(0)
+    pipe = Pipeline.build(micro_config(*TASK_OVERRIDES, "sampling.steps=4"))
+    healthy = phantom_brain()
+    mask = lesion_mask(**LESION)
+    sick = healthy.copy()
+    sick[mask > 0] = 300.0
+    return pipe, Volume(healthy, AFFINE), Volume(sick, AFFINE), Volume(mask, AFFINE)
+
+
+def test_scores_are_the_two_round_trips_of_the_pipelines_own_edits(triple):
+    pipe, healthy, sick, mask = triple
+    seen = []
+    scores = round_trip_scores(
+        pipe, healthy, sick, mask, seed=3, dice=lambda a: seen.append(a) or 0.5
+    )
+
+    s, region = pipe.config.sampling, mask.data > 0
+    inserted = lesion(pipe, healthy, mask, s, 3).image
+    back = heal(pipe, inserted, mask, s, 3).image.data
+    again = lesion(pipe, heal(pipe, sick, mask, s, 3).image, mask, s, 3).image.data
+    assert scores["insert_heal_mae"] == pytest.approx(region_mae(back, healthy.data, region))
+    assert scores["insert_heal_mae_ratio"] == pytest.approx(
+        region_mae(back, healthy.data, region) / region_mae(inserted.data, healthy.data, region)
+    )
+    assert scores["heal_insert_intensity_ratio"] == pytest.approx(
+        region_mean(again, region) / region_mean(sick.data, region)
+    )
+    assert np.isfinite(scores["insert_heal_psnr"])
+    assert scores["heal_insert_seg_dice"] == 0.5 and np.array_equal(seen[0], again)
+
+
+def test_without_a_segmenter_there_is_no_dice(triple):
+    assert "heal_insert_seg_dice" not in round_trip_scores(*triple, seed=0)
