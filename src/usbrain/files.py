@@ -93,14 +93,23 @@ def _acquire(path: Path) -> _Claim:
         os.close(fd)
 
 
+def _discard(partial: Path) -> None:
+    """Remove a partial file or folder, if it is there."""
+    if partial.is_dir() and not partial.is_symlink():
+        shutil.rmtree(partial, ignore_errors=True)
+    else:
+        partial.unlink(missing_ok=True)
+
+
+def _exists(path: Path) -> OutputExistsError:
+    return OutputExistsError(f"{path}: already exists; pass --overwrite to replace it")
+
+
 def _remove_leftovers(path: Path) -> None:
     pattern = glob.escape(str(path.parent / _partial_prefix(path))) + "*"
     for leftover in map(Path, glob.glob(pattern)):
         log.warning("removing %s, left by a run that was killed while writing %s", leftover, path)
-        if leftover.is_dir() and not leftover.is_symlink():
-            shutil.rmtree(leftover, ignore_errors=True)
-        else:
-            leftover.unlink(missing_ok=True)
+        _discard(leftover)
 
 
 @contextlib.contextmanager
@@ -131,7 +140,7 @@ def claim(path: str | Path, overwrite: bool = False) -> Iterator[Path]:
         held.depth += 1
     try:
         if path.exists() and not overwrite:
-            raise OutputExistsError(f"{path}: already exists; pass --overwrite to replace it")
+            raise _exists(path)
         yield path
     finally:
         _release(key)
@@ -172,7 +181,7 @@ def put_in_place(tmp: Path, path: Path, overwrite: bool) -> None:
     """Rename the finished ``tmp`` to ``path``; an old ``path`` goes only after (``overwrite``)."""
     if not overwrite:
         if path.exists():  # written by something that does not claim its outputs
-            raise OutputExistsError(f"{path}: already exists; pass --overwrite to replace it")
+            raise _exists(path)
         os.replace(tmp, path)
         return
     if path.exists() and path.is_dir() != tmp.is_dir():
@@ -197,6 +206,17 @@ def staging_path(path: str | Path) -> Path:
 
 
 @contextlib.contextmanager
+def _atomic(path: str | Path, overwrite: bool, folder: bool) -> Iterator[Path]:
+    with claim(path, overwrite) as path:
+        tmp = _new_sibling(path, folder)
+        try:
+            yield tmp
+            put_in_place(tmp, path, overwrite)
+        finally:
+            _discard(tmp)
+
+
+@contextlib.contextmanager
 def atomic_file(path: str | Path, overwrite: bool = False) -> Iterator[Path]:
     """Yield a temporary path to write; on success it takes the place of ``path``.
 
@@ -207,13 +227,8 @@ def atomic_file(path: str | Path, overwrite: bool = False) -> Iterator[Path]:
     >>> out.read_text()
     'hello'
     """
-    with claim(path, overwrite) as path:
-        tmp = _new_sibling(path, folder=False)
-        try:
-            yield tmp
-            put_in_place(tmp, path, overwrite)
-        finally:
-            tmp.unlink(missing_ok=True)
+    with _atomic(path, overwrite, folder=False) as tmp:
+        yield tmp
 
 
 @contextlib.contextmanager
@@ -223,11 +238,5 @@ def atomic_dir(path: str | Path, overwrite: bool = False) -> Iterator[Path]:
     An existing ``path`` (only allowed with ``overwrite``) is removed after the new folder is
     complete, so a failure at any point leaves the old one intact.
     """
-    with claim(path, overwrite) as path:
-        tmp = _new_sibling(path, folder=True)
-        try:
-            yield tmp
-            put_in_place(tmp, path, overwrite)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp)
+    with _atomic(path, overwrite, folder=True) as tmp:
+        yield tmp

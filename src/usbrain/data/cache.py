@@ -28,7 +28,7 @@ from usbrain.data.geometry import Geometry
 from usbrain.data.nifti import check_same_grid, load_image, load_mask, save_nifti
 from usbrain.data.preprocess import geometry_for, preprocess, voxels_outside_model_grid
 from usbrain.errors import InputError, UsbrainError, problems_error
-from usbrain.files import atomic_dir, claim
+from usbrain.files import atomic_dir
 from usbrain.progress import progress_bar
 
 
@@ -88,42 +88,38 @@ def prepare(
     Every file is checked before anything is written; scans without a split get a deterministic
     one by subject (:func:`assign_splits`). Returns the cache's manifest path.
     """
-    with claim(out, overwrite) as out:
+    out = Path(out)
+    with atomic_dir(out, overwrite) as tmp:
         records = assign_splits(discover(data), seed=seed)
         checked = validate(records, space, threshold, progress)
-        with atomic_dir(out, overwrite) as tmp:
-            for sub in ("images", "masks", "healthy", "geometry"):
-                (tmp / sub).mkdir()
-            written, geometry_files, volumes = [], [], []
-            for item in progress_bar(checked, desc="preparing", unit="scan", disable=not progress):
-                r = item.record
-                image = load_image(r.image)
-                mask = load_mask(r.mask, threshold) if r.mask is not None else None
-                prepared = preprocess(image, space, mask, geometry=item.geometry)
-                affine = prepared.geometry.model
-                image_out = save_nifti(
-                    tmp / "images" / f"{r.subject}.nii.gz", prepared.image, affine
+        for sub in ("images", "masks", "healthy", "geometry"):
+            (tmp / sub).mkdir()
+        written, geometry_files, volumes = [], [], []
+        for item in progress_bar(checked, desc="preparing", unit="scan", disable=not progress):
+            r = item.record
+            image = load_image(r.image)
+            mask = load_mask(r.mask, threshold) if r.mask is not None else None
+            prepared = preprocess(image, space, mask, geometry=item.geometry)
+            affine = prepared.geometry.model
+            image_out = save_nifti(tmp / "images" / f"{r.subject}.nii.gz", prepared.image, affine)
+            mask_out = healthy_out = None
+            if prepared.mask is not None:
+                mask_out = save_nifti(tmp / "masks" / f"{r.subject}.nii.gz", prepared.mask, affine)
+            if r.healthy_image is not None:
+                healthy = preprocess(load_image(r.healthy_image), space, geometry=item.geometry)
+                healthy_out = save_nifti(
+                    tmp / "healthy" / f"{r.subject}.nii.gz", healthy.image, affine
                 )
-                mask_out = healthy_out = None
-                if prepared.mask is not None:
-                    mask_out = save_nifti(
-                        tmp / "masks" / f"{r.subject}.nii.gz", prepared.mask, affine
-                    )
-                if r.healthy_image is not None:
-                    healthy = preprocess(load_image(r.healthy_image), space, geometry=item.geometry)
-                    healthy_out = save_nifti(
-                        tmp / "healthy" / f"{r.subject}.nii.gz", healthy.image, affine
-                    )
-                geometry_file = tmp / "geometry" / f"{r.subject}.json"
-                prepared.geometry.save(geometry_file)
-                written.append(Record(r.subject, image_out, mask_out, healthy_out, r.split))
-                geometry_files.append(f"geometry/{r.subject}.json")
-                volumes.append("" if item.lesion_ml is None else f"{item.lesion_ml:.3f}")
-            (tmp / "space.json").write_text(json.dumps(asdict(space)))
-            write_manifest(
-                written, tmp / "manifest.csv", {"geometry": geometry_files, "lesion_ml": volumes}
-            )
-        return out / "manifest.csv"
+            geometry_file = tmp / "geometry" / f"{r.subject}.json"
+            prepared.geometry.save(geometry_file)
+            written.append(Record(r.subject, image_out, mask_out, healthy_out, r.split))
+            geometry_files.append(f"geometry/{r.subject}.json")
+            volumes.append("" if item.lesion_ml is None else f"{item.lesion_ml:.3f}")
+        (tmp / "space.json").write_text(json.dumps(asdict(space)))
+        write_manifest(
+            written, tmp / "manifest.csv", {"geometry": geometry_files, "lesion_ml": volumes}
+        )
+    return out / "manifest.csv"
 
 
 def read_space(root: str | Path) -> ModelSpace:

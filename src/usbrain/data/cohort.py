@@ -47,7 +47,7 @@ from usbrain.data.pseudo import (
     white_matter_mean,
 )
 from usbrain.errors import ConfigError
-from usbrain.files import atomic_dir, claim
+from usbrain.files import atomic_dir
 from usbrain.progress import progress_bar
 
 FIELD_OF_VIEW_MM = 200.0  # holds the ≈145×181×155 mm MNI brain with room for the jitter
@@ -525,7 +525,8 @@ def write_cohort(
         raise ConfigError(f"--start: need a whole number of at least 0, got {start!r}")
     if variation not in VARIATIONS:
         raise ConfigError(f"--variation: {variation!r} is not one of {', '.join(VARIATIONS)}")
-    with claim(out, overwrite) as out:
+    out = Path(out)
+    with atomic_dir(out, overwrite) as tmp:
         template = load_template()
         records = []
         columns: dict[str, list[str]] = {
@@ -535,22 +536,21 @@ def write_cohort(
             "subtype": [],
             "atrophy": [],
         }
-        with atomic_dir(out, overwrite) as tmp:
-            indices = range(start, start + subjects)
-            for index in progress_bar(indices, desc="cohort", unit="subject", disable=not progress):
-                subject = make_subject(template, index, size, seed, VARIATIONS[variation])
-                name = f"sub-{index:03d}"
-                paths = {}
-                for part in ("healthy", "pathological", "mask", "brain"):
-                    paths[part] = tmp / f"{name}_{part}.nii.gz"
-                    save_nifti(paths[part], getattr(subject, part), subject.affine)
-                records.append(Record(name, paths["pathological"], paths["mask"], paths["healthy"]))
-                columns["kind"].append(subject.kind)
-                columns["lesion_ml"].append(f"{subject.lesion_ml:.3f}")
-                columns["brain"].append(paths["brain"].name)
-                columns["subtype"].append(subject.subtype)
-                columns["atrophy"].append(f"{subject.atrophy:.3f}")
-            fractions = HELD_OUT_FRACTIONS if held_out else SPLIT_FRACTIONS
-            records = assign_splits(records, fractions, seed=seed)
-            write_manifest(records, tmp / "manifest.csv", columns)
-        return out / "manifest.csv"
+        indices = range(start, start + subjects)
+        for index in progress_bar(indices, desc="cohort", unit="subject", disable=not progress):
+            subject = make_subject(template, index, size, seed, VARIATIONS[variation])
+            name = f"sub-{index:03d}"
+            paths = {}
+            for part in ("healthy", "pathological", "mask", "brain"):
+                paths[part] = tmp / f"{name}_{part}.nii.gz"
+                save_nifti(paths[part], getattr(subject, part), subject.affine)
+            records.append(Record(name, paths["pathological"], paths["mask"], paths["healthy"]))
+            columns["kind"].append(subject.kind)
+            columns["lesion_ml"].append(f"{subject.lesion_ml:.3f}")
+            columns["brain"].append(paths["brain"].name)
+            columns["subtype"].append(subject.subtype)
+            columns["atrophy"].append(f"{subject.atrophy:.3f}")
+        fractions = HELD_OUT_FRACTIONS if held_out else SPLIT_FRACTIONS
+        records = assign_splits(records, fractions, seed=seed)
+        write_manifest(records, tmp / "manifest.csv", columns)
+    return out / "manifest.csv"

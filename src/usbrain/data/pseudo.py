@@ -34,7 +34,7 @@ from usbrain.data.datasets import Record, Split, assign_splits, discover_folder,
 from usbrain.data.nifti import Volume, check_same_grid, load_image, load_mask, save_nifti
 from usbrain.data.preprocess import brain_mask, resample
 from usbrain.errors import InputError, UsbrainError, problems_error
-from usbrain.files import atomic_dir, claim
+from usbrain.files import atomic_dir
 from usbrain.progress import progress_bar
 
 
@@ -442,7 +442,8 @@ def write_pseudo(
     ``manifest.csv``: ``subject,image,mask,healthy_image,split,lesion_source,lesion_ml,
     lesion_to_wm`` (``image`` is the pathological scan).
     """
-    with claim(out_dir, overwrite) as out_dir:
+    out_dir = Path(out_dir)
+    with atomic_dir(out_dir, overwrite) as tmp:
         healthy_dir = Path(healthy_dir)
         if not healthy_dir.is_dir():
             raise InputError(f"{healthy_dir}: folder of healthy T1s not found")
@@ -456,33 +457,30 @@ def write_pseudo(
         ratios = _check_inputs(healthy, sources, assignment, threshold)
 
         records, columns = [], {"lesion_source": [], "lesion_ml": [], "lesion_to_wm": []}
-        with atomic_dir(out_dir, overwrite) as tmp:
-            pairs = list(enumerate(zip(healthy, assignment, strict=True)))
-            for index, (record, source) in progress_bar(
-                pairs, desc="embedding", disable=not progress
-            ):
-                rng = _subject_rng(seed, index)
-                scan = load_image(record.image)
-                mask = place_lesion(load_mask(source.mask, threshold), scan)
-                ratio = ratios[source.mask]
-                if ratio is None:
-                    ratio = sample_lesion_ratio(LesionKind.STROKE, rng)
-                wm = white_matter_mean(scan.data, brain_mask(scan.data))
-                sick = embed_lesion(scan.data, mask, ratio * wm, rng)
-                paths = {p: tmp / f"{record.subject}_{p}.nii.gz" for p in LESION_FILE_PARTS}
-                for part, data in zip(LESION_FILE_PARTS, (scan.data, sick, mask), strict=True):
-                    save_nifti(paths[part], data, scan.affine, like=scan)
-                records.append(
-                    Record(
-                        record.subject,
-                        paths["pathological"],
-                        paths["mask"],
-                        paths["healthy"],
-                        record.split,
-                    )
+        pairs = list(enumerate(zip(healthy, assignment, strict=True)))
+        for index, (record, source) in progress_bar(pairs, desc="embedding", disable=not progress):
+            rng = _subject_rng(seed, index)
+            scan = load_image(record.image)
+            mask = place_lesion(load_mask(source.mask, threshold), scan)
+            ratio = ratios[source.mask]
+            if ratio is None:
+                ratio = sample_lesion_ratio(LesionKind.STROKE, rng)
+            wm = white_matter_mean(scan.data, brain_mask(scan.data))
+            sick = embed_lesion(scan.data, mask, ratio * wm, rng)
+            paths = {p: tmp / f"{record.subject}_{p}.nii.gz" for p in LESION_FILE_PARTS}
+            for part, data in zip(LESION_FILE_PARTS, (scan.data, sick, mask), strict=True):
+                save_nifti(paths[part], data, scan.affine, like=scan)
+            records.append(
+                Record(
+                    record.subject,
+                    paths["pathological"],
+                    paths["mask"],
+                    paths["healthy"],
+                    record.split,
                 )
-                columns["lesion_source"].append(str(source.mask))
-                columns["lesion_ml"].append(f"{mask.sum() * np.prod(scan.spacing) / 1000:.3f}")
-                columns["lesion_to_wm"].append(f"{ratio:.4f}")
-            write_manifest(records, tmp / "manifest.csv", columns)
-        return out_dir / "manifest.csv"
+            )
+            columns["lesion_source"].append(str(source.mask))
+            columns["lesion_ml"].append(f"{mask.sum() * np.prod(scan.spacing) / 1000:.3f}")
+            columns["lesion_to_wm"].append(f"{ratio:.4f}")
+        write_manifest(records, tmp / "manifest.csv", columns)
+    return out_dir / "manifest.csv"
