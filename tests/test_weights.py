@@ -88,3 +88,66 @@ def test_a_run_of_another_recipe_is_refused(tmp_path):
     (out / "recipe.json").write_text(json.dumps({"preset": "paper"}))
     with pytest.raises(InputError, match="another recipe"):
         _train(out)
+
+
+def _stage(run, folder):
+    """The kept form of ``run``'s finished autoencoder (as models/base-stages holds it)."""
+    import shutil
+
+    folder.mkdir()
+    checkpoint = run / "autoencoder" / "checkpoint"
+    for name in ("config.yaml", "meta.json", "ema.safetensors"):
+        shutil.copy(checkpoint / name, folder / name)
+    shutil.copy(run / "recipe.json", folder / "recipe.json")
+    (folder / "timings.json").write_text(json.dumps({"cohort": 1.0, "autoencoder": 42.0}))
+    rows = (run / "autoencoder" / "metrics.jsonl").read_text().splitlines()
+    (folder / "last_validation.json").write_text([r for r in rows if "val/psnr" in r][-1])
+    return folder
+
+
+def test_a_kept_autoencoder_stage_continues_the_recipe_without_retraining(tmp_path, monkeypatch):
+    first = tmp_path / "first"
+    monkeypatch.setattr(weights, "train_paired", lambda *a, **k: (_ for _ in ()).throw(Killed))
+    with pytest.raises(Killed):
+        _train(first)
+    stage = _stage(first, tmp_path / "stage")
+    monkeypatch.undo()
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("the autoencoder was trained again")
+
+    monkeypatch.setattr(weights, "train_autoencoder", no_training)
+    second = tmp_path / "second"
+    pipeline = _train(second, autoencoder=stage, export=tmp_path / "export")
+    ema = "autoencoder/checkpoint/ema.safetensors"
+    assert (second / ema).read_bytes() == (first / ema).read_bytes()
+    latents = "latents/latents.safetensors"
+    assert (second / latents).read_bytes() == (first / latents).read_bytes()
+    assert json.loads((second / "timings.json").read_text())["autoencoder"] == 42.0
+    assert Pipeline.from_pretrained(pipeline).autoencoder is not None
+    assert "PSNR" in (tmp_path / "export" / "README.md").read_text()
+
+
+def test_a_kept_stage_of_another_recipe_or_a_broken_one_is_refused(tmp_path, monkeypatch):
+    first = tmp_path / "first"
+    monkeypatch.setattr(weights, "train_paired", lambda *a, **k: (_ for _ in ()).throw(Killed))
+    with pytest.raises(Killed):
+        _train(first)
+    stage = _stage(first, tmp_path / "stage")
+    monkeypatch.undo()
+    with pytest.raises(InputError, match="another recipe"):
+        weights.train_base(
+            tmp_path / "other",
+            World(),
+            config=micro_config(*SHORT),
+            subjects=10,
+            cohort_size=16,
+            progress=False,
+            autoencoder=stage,
+        )
+    (stage / "ema.safetensors").write_bytes(b"not weights")
+    with pytest.raises(InputError, match="corrupt or truncated"):
+        _train(tmp_path / "broken", autoencoder=stage)
+    (stage / "meta.json").unlink()
+    with pytest.raises(InputError, match="missing meta.json"):
+        _train(tmp_path / "broken2", autoencoder=stage)

@@ -135,7 +135,13 @@ def _train_base(args: argparse.Namespace) -> None:
     # A kill (SIGTERM) exits through the stages' bookkeeping: the time spent is kept.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     world = init_world(args.device)
-    path = train_base(args.out, world, export=args.export, overwrite=args.overwrite)
+    path = train_base(
+        args.out,
+        world,
+        export=args.export,
+        overwrite=args.overwrite,
+        autoencoder=args.autoencoder,
+    )
     print(f"base pipeline: {path}" + (f" (exported to {args.export})" if args.export else ""))
 
 
@@ -379,6 +385,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=Path("runs/base"), help="run folder")
     p.add_argument(
         "--export", type=Path, default=None, help="copy the pipeline here too (e.g. models/base)"
+    )
+    p.add_argument(
+        "--autoencoder",
+        type=Path,
+        default=None,
+        help="a finished autoencoder stage to start from (models/base-stages/autoencoder)",
     )
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     p.add_argument(

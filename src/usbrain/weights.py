@@ -13,6 +13,10 @@ A stage whose output is complete is skipped, and a training stage with a checkpo
 from it, so rerunning the command after a kill continues where it stopped and ends with the
 weights an uninterrupted run gives (the loop resumes exactly). Seconds spent per stage add up
 over sittings in ``out/timings.json``.
+
+``autoencoder``: a finished autoencoder stage kept in the repo (``models/base-stages/``: its
+EMA weights, config, scale factor, last validation and timings) starts the run from step 3's
+``encode``, so the recipe can continue on a machine whose work folders did not persist.
 """
 
 from __future__ import annotations
@@ -30,7 +34,8 @@ from usbrain.data.cohort import write_cohort
 from usbrain.errors import InputError
 from usbrain.files import atomic_file
 from usbrain.pipeline import Pipeline
-from usbrain.train.checkpoint import read_meta
+from usbrain.models.autoencoder import Autoencoder
+from usbrain.train.checkpoint import load_weights, read_meta, read_weights, save_checkpoint
 from usbrain.train.distributed import World
 from usbrain.train.run import encode, train_autoencoder, train_paired
 
@@ -59,11 +64,50 @@ def _finished(folder: Path, key: str) -> bool:
     return (folder / "checkpoint").is_dir() and key in read_meta(folder / "checkpoint")
 
 
+def adopt_autoencoder(stage: Path, out: Path, config: Config, recipe: dict[str, object]) -> None:
+    """Make ``out/autoencoder`` the finished stage kept in ``stage`` (a folder of
+    ``config.yaml``, ``meta.json``, ``ema.safetensors``, ``last_validation.json``,
+    ``recipe.json``, ``timings.json``), refusing one of another recipe or config."""
+    files = ("config.yaml", "meta.json", "ema.safetensors", "last_validation.json")
+    missing = [f for f in (*files, "recipe.json", "timings.json") if not (stage / f).is_file()]
+    if missing:
+        raise InputError(f"{stage}: not an autoencoder stage (missing {', '.join(missing)})")
+    if json.loads((stage / "recipe.json").read_text()) != recipe:
+        raise InputError(f"{stage}: trained by another recipe than this run's ({recipe})")
+    if load_config(path=stage / "config.yaml").autoencoder != config.autoencoder:
+        raise InputError(f"{stage}: its autoencoder config differs from the {config.preset}'s")
+    meta = read_meta(stage)
+    if meta.get("kind") != "autoencoder" or "scale_factor" not in meta:
+        raise InputError(f"{stage}/meta.json: not a finished autoencoder (no scale_factor)")
+    model = Autoencoder(config.autoencoder)
+    load_weights(model, read_weights(stage / "ema.safetensors"), str(stage))
+    ae = out / "autoencoder"
+    save_checkpoint(
+        ae / "checkpoint",
+        config,
+        "autoencoder",
+        meta["step"],
+        model=model,
+        ema=model,
+        state={},
+        extra_meta={"scale_factor": meta["scale_factor"]},
+    )
+    with atomic_file(ae / "metrics.jsonl", overwrite=True) as tmp:
+        tmp.write_text((stage / "last_validation.json").read_text().strip() + "\n")
+    # Only the autoencoder's seconds come from the stage's sitting; this run times the rest.
+    seconds = json.loads((stage / "timings.json").read_text())["autoencoder"]
+    path = out / "timings.json"
+    timings = json.loads(path.read_text()) if path.exists() else {}
+    with atomic_file(path, overwrite=True) as tmp:
+        tmp.write_text(json.dumps({**timings, "autoencoder": seconds}, indent=1))
+
+
 def train_base(
     out: str | Path,
     world: World,
     export: str | Path | None = None,
     overwrite: bool = False,
+    autoencoder: str | Path | None = None,
     config: Config | None = None,
     subjects: int = SUBJECTS,
     cohort_size: int = COHORT_SIZE,
@@ -71,7 +115,8 @@ def train_base(
 ) -> Path:
     """Train (or continue training) ``base`` in ``out``; returns the pipeline folder.
 
-    ``export``: also copy the pipeline there (replacing what it holds) in float16. ``config``,
+    ``export``: also copy the pipeline there (replacing what it holds) in float16.
+    ``autoencoder``: a kept autoencoder stage to adopt instead of training one. ``config``,
     ``subjects``, ``cohort_size``: the recipe's, changed only by tests (a tiny model on a
     small cohort). ``overwrite`` discards a run already in ``out`` and starts afresh.
     """
@@ -95,6 +140,9 @@ def train_base(
         )
     marker.write_text(json.dumps(recipe))
 
+    # Adopted first: a stage that does not fit is refused before the cohort's minutes.
+    if autoencoder is not None and not _finished(out / "autoencoder", "scale_factor"):
+        adopt_autoencoder(Path(autoencoder), out, config, recipe)
     cohort, cache = out / "cohort", out / "cache"
     if not (cohort / "manifest.csv").is_file():
         _timed(
