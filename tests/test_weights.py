@@ -149,5 +149,5 @@ def test_a_kept_stage_of_another_recipe_or_a_broken_one_is_refused(tmp_path, mon
     with pytest.raises(InputError, match="corrupt or truncated"):
         _train(tmp_path / "broken", autoencoder=stage)
     (stage / "meta.json").unlink()
-    with pytest.raises(InputError, match="missing meta.json"):
+    with pytest.raises(InputError, match=r"missing meta\.json"):
         _train(tmp_path / "broken2", autoencoder=stage)

@@ -33,8 +33,8 @@ from usbrain.data.cache import prepare
 from usbrain.data.cohort import write_cohort
 from usbrain.errors import InputError
 from usbrain.files import atomic_file
-from usbrain.pipeline import Pipeline
 from usbrain.models.autoencoder import Autoencoder
+from usbrain.pipeline import Pipeline
 from usbrain.train.checkpoint import load_weights, read_meta, read_weights, save_checkpoint
 from usbrain.train.distributed import World
 from usbrain.train.run import encode, train_autoencoder, train_paired
