@@ -47,3 +47,17 @@ def test_a_log_line_comes_each_interval(monkeypatch):
         pass
     lines = log.getvalue().splitlines()
     assert [line.split("|")[-1].split()[0] for line in lines] == ["1/4", "2/4", "3/4", "4/4"]
+
+
+def test_a_stalled_count_is_not_written_again(monkeypatch):
+    monkeypatch.setattr(progress, "LOG_INTERVAL_S", 0.0)
+    log = io.StringIO()
+    bar = progress_bar(range(3), file=log, desc="cohort")
+    for _ in bar:
+        bar.refresh()  # what tqdm's monitor does when an update takes longer than maxinterval
+        bar.refresh()
+    assert [line.split("|")[-1].split()[0] for line in log.getvalue().splitlines()] == [
+        "1/3",
+        "2/3",
+        "3/3",
+    ]

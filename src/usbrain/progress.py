@@ -31,8 +31,9 @@ class LogBar(tqdm):
     def display(self, msg: str | None = None, pos: int | None = None) -> bool:
         if msg == "":
             return False  # tqdm clearing a bar; False also spares its carriage return
-        if msg is None and self.n == self.initial:
-            return True  # a bar opening: nothing to say in a log yet
+        if msg is None and self.n in (self.initial, self._shown):
+            # A bar opening, or tqdm's monitor thread refreshing a stalled count: nothing new.
+            return True
         self.fp.write((self.__str__() if msg is None else msg) + "\n")
         self.fp.flush()
         self._shown = self.n
