@@ -129,8 +129,8 @@ def _train(args: argparse.Namespace) -> None:
 def _train_base(args: argparse.Namespace) -> None:
     import signal
 
+    from usbrain.train.base import train_base
     from usbrain.train.distributed import init_world
-    from usbrain.weights import train_base
 
     # A kill (SIGTERM) exits through the stages' bookkeeping: the time spent is kept.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))

@@ -14,9 +14,9 @@ import torch
 
 from usbrain.config import Config, SamplingConfig
 from usbrain.data.nifti import load_image, load_mask
-from usbrain.evaluate.metrics import dice
 from usbrain.evaluate.summary import format_value, nan_median
 from usbrain.evaluate.tasks import condition_scores, heal_scores, lesion_scores
+from usbrain.metrics import dice
 from usbrain.pipeline import Pipeline
 from usbrain.tasks.condition import condition
 from usbrain.tasks.generate import generate

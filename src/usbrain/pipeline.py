@@ -27,7 +27,7 @@ from usbrain.errors import InputError
 from usbrain.files import atomic_dir
 from usbrain.models.autoencoder import Autoencoder
 from usbrain.models.denoiser import CompiledDenoiser, PairedDenoiser
-from usbrain.train.checkpoint import load_weights, read_meta, read_weights, save_weights
+from usbrain.weights import load_weights, read_meta, read_weights, save_weights
 
 # The repo's models/ folder (the package is installed editable from the checkout).
 SHIPPED_MODELS = Path(__file__).resolve().parents[2] / "models"

@@ -20,6 +20,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from scipy import ndimage
 
+from usbrain.data.masks import lesion_ml
 from usbrain.data.nifti import check_same_grid, load_image, load_mask
 from usbrain.files import atomic_file, claim
 
@@ -331,7 +332,7 @@ def show_file(
         if mask_path is not None:
             mask = load_mask(mask_path, threshold)
             check_same_grid(image, mask)
-            volume_ml = float(mask.data.sum()) * float(np.prod(image.spacing)) / 1000.0
+            volume_ml = lesion_ml(mask.data, image.spacing)
             title += f"  |  lesion: {Path(mask_path).name} ({volume_ml:.1f} mL)"
         return save_montage(
             out_png,

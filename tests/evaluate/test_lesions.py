@@ -11,12 +11,9 @@ from usbrain.errors import EmptyReferenceError, InputError, ShapeMismatchError
 from usbrain.evaluate.lesions import (
     Residual,
     absolute_volume_error_ml,
-    fraction_in_brain,
     lesion_dice,
-    lesion_volume_ml,
     relative_volume_error,
     residual_lesion,
-    voxel_ml,
 )
 
 SHAPE = (12, 12, 12)
@@ -51,11 +48,8 @@ def test_dice_counts_nonzero_voxels_of_any_dtype():
 
 
 def test_volumes_and_volume_errors_of_known_cubes():
-    assert math.isclose(voxel_ml(4.0), 0.064)
-    assert math.isclose(voxel_ml((1.0, 2.0, 0.5)), 0.001)
     target = cube((0, 0, 0), 4)  # 64 voxels
     found = cube((5, 5, 5), 5)  # 125 voxels, elsewhere: only the volume counts here
-    assert math.isclose(lesion_volume_ml(target, 0.064), 4.096)
     assert math.isclose(absolute_volume_error_ml(target, found, 0.064), 61 * 0.064)
     assert math.isclose(absolute_volume_error_ml(found, target, 0.064), 61 * 0.064)
     assert math.isclose(relative_volume_error(target, found), 61 / 64)
@@ -85,17 +79,6 @@ def test_residual_lesion_after_healing():
         residual_lesion(np.zeros(SHAPE), found, 1.0)
 
 
-def test_fraction_of_lesion_in_brain():
-    brain = np.zeros(SHAPE, bool)
-    brain[:, :, :6] = True
-    lesion = cube((0, 0, 4), 4)  # z 4..7: half of it in the brain
-    assert fraction_in_brain(lesion, brain) == 0.5
-    assert fraction_in_brain(cube((0, 0, 0), 3), brain) == 1.0
-    assert fraction_in_brain(cube((0, 0, 8), 3), brain) == 0.0
-    with pytest.raises(EmptyReferenceError, match="lesion mask is empty"):
-        fraction_in_brain(np.zeros(SHAPE), brain)
-
-
 @pytest.mark.parametrize(
     "metric",
     [
@@ -103,7 +86,6 @@ def test_fraction_of_lesion_in_brain():
         lambda a, b: absolute_volume_error_ml(a, b, 1.0),
         lambda a, b: relative_volume_error(a, b),
         lambda a, b: residual_lesion(a, b, 1.0),
-        lambda a, b: fraction_in_brain(a, b),
     ],
 )
 def test_mismatched_shapes_are_refused(metric):

@@ -4,7 +4,7 @@ import math
 
 import numpy as np
 
-from usbrain.evaluate.regions import dilated, region_mae, region_mean, region_psnr
+from usbrain.evaluate.regions import region_mae, region_mean, region_psnr
 
 
 def test_region_metrics_hand_computed():
@@ -19,9 +19,3 @@ def test_region_metrics_hand_computed():
     assert math.isclose(region_psnr(a, b, np.ones_like(slab), 2.0), 10 * math.log10(4 / (0.25 / 4)))
     assert region_mean(b, slab) == 0.5
     assert math.isnan(region_mae(a, b, np.zeros_like(slab)))
-
-
-def test_dilated_grows_by_whole_voxels():
-    m = np.zeros((7, 7, 7), np.uint8)
-    m[3, 3, 3] = 1
-    assert dilated(m, 0).sum() == 1 and dilated(m, 1).sum() == 27 and dilated(m, 2).sum() == 125

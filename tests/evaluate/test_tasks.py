@@ -5,8 +5,8 @@ import math
 import numpy as np
 
 from tests.conftest import lesioned_phantom
+from usbrain.data.masks import dilated
 from usbrain.data.preprocess import brain_mask
-from usbrain.evaluate.regions import dilated
 from usbrain.evaluate.tasks import condition_scores, heal_scores, lesion_scores
 
 

@@ -9,7 +9,8 @@ import torch
 from tests.conftest import micro_config
 from usbrain.errors import InputError
 from usbrain.models.denoiser import PairedDenoiser
-from usbrain.train.checkpoint import load_checkpoint, load_weights, save_checkpoint
+from usbrain.train.checkpoint import load_checkpoint, save_checkpoint
+from usbrain.weights import load_weights
 
 
 def make(tmp_path, step=3):

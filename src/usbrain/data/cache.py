@@ -25,6 +25,7 @@ from torch.utils.data import Dataset
 from usbrain.config import ModelSpace
 from usbrain.data.datasets import Record, Split, assign_splits, discover, write_manifest
 from usbrain.data.geometry import Geometry
+from usbrain.data.masks import lesion_ml
 from usbrain.data.nifti import check_same_grid, load_image, load_mask, save_nifti
 from usbrain.data.preprocess import geometry_for, preprocess, voxels_outside_model_grid
 from usbrain.errors import InputError, UsbrainError, problems_error
@@ -42,12 +43,12 @@ class _Checked:
 def _check_record(record: Record, space: ModelSpace, threshold: float | None) -> _Checked:
     """Load every file of ``record`` and check it, raising the first problem found."""
     image = load_image(record.image)
-    lesion_ml = None
+    volume_ml = None
     geometry = geometry_for(image, space)
     if record.mask is not None:
         mask = load_mask(record.mask, threshold)
         check_same_grid(image, mask)
-        lesion_ml = float(mask.data.sum() * np.prod(mask.spacing) / 1000.0)
+        volume_ml = lesion_ml(mask.data, mask.spacing)
         cut = voxels_outside_model_grid(mask, geometry)
         if cut:
             raise InputError(
@@ -56,7 +57,7 @@ def _check_record(record: Record, space: ModelSpace, threshold: float | None) ->
             )
     if record.healthy_image is not None:
         check_same_grid(image, load_image(record.healthy_image))
-    return _Checked(record, geometry, lesion_ml)
+    return _Checked(record, geometry, volume_ml)
 
 
 def validate(

@@ -33,6 +33,7 @@ from scipy import ndimage
 
 from usbrain.data import atrophy
 from usbrain.data.datasets import Record, Split, assign_splits, write_manifest
+from usbrain.data.masks import voxel_ml
 from usbrain.data.nifti import save_nifti
 from usbrain.data.preprocess import FWHM_PER_SIGMA
 from usbrain.data.pseudo import (
@@ -181,7 +182,7 @@ class Anatomy:
 
     @property
     def voxel_ml(self) -> float:
-        return self.spacing**3 / 1000.0
+        return voxel_ml(self.spacing)
 
 
 def cohort_affine(size: int, centre_mm: np.ndarray) -> np.ndarray:

@@ -31,6 +31,7 @@ import numpy as np
 from scipy import ndimage
 
 from usbrain.data.datasets import Record, Split, assign_splits, discover_folder, write_manifest
+from usbrain.data.masks import lesion_ml
 from usbrain.data.nifti import Volume, check_same_grid, load_image, load_mask, save_nifti
 from usbrain.data.preprocess import brain_mask, resample
 from usbrain.errors import InputError, UsbrainError, problems_error
@@ -480,7 +481,7 @@ def write_pseudo(
                 )
             )
             columns["lesion_source"].append(str(source.mask))
-            columns["lesion_ml"].append(f"{mask.sum() * np.prod(scan.spacing) / 1000:.3f}")
+            columns["lesion_ml"].append(f"{lesion_ml(mask, scan.spacing):.3f}")
             columns["lesion_to_wm"].append(f"{ratio:.4f}")
         write_manifest(records, tmp / "manifest.csv", columns)
     return out_dir / "manifest.csv"

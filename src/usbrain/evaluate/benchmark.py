@@ -38,6 +38,7 @@ import torch
 
 from usbrain.config import ModelSpace
 from usbrain.data.datasets import read_manifest
+from usbrain.data.masks import voxel_ml
 from usbrain.data.nifti import Volume, load_image, load_mask
 from usbrain.data.preprocess import VolumeKind, preprocess, to_model
 from usbrain.data.pseudo import sample_lesion_ratio
@@ -57,7 +58,6 @@ from usbrain.evaluate.lesions import (
     lesion_dice,
     relative_volume_error,
     residual_lesion,
-    voxel_ml,
 )
 from usbrain.evaluate.round_trips import round_trip_scores
 from usbrain.evaluate.segmenter import (

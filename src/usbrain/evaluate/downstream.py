@@ -33,6 +33,7 @@ import torch
 
 from usbrain.config import ModelSpace
 from usbrain.data.datasets import Record, read_manifest
+from usbrain.data.masks import lesion_ml
 from usbrain.data.nifti import GRID_ATOL_MM, Volume, load_image, load_mask
 from usbrain.data.preprocess import VolumeKind, brain_mask, geometry_for, preprocess, to_native
 from usbrain.errors import InputError
@@ -200,9 +201,9 @@ def synthesise(
                 pairs[kind].images.append(image_m)
                 pairs[kind].masks.append(mask_m)
                 pairs[kind].subjects.append(name)
-            lesion_ml = float(mask.sum() * np.prod(healthy.spacing) / 1000.0)
+            volume = lesion_ml(mask, healthy.spacing)
             inserted.append(
-                {"recipient": recipient.subject, "donor": donor.subject, "lesion_ml": lesion_ml}
+                {"recipient": recipient.subject, "donor": donor.subject, "lesion_ml": volume}
             )
             break
         else:

@@ -2,14 +2,14 @@
 
 All functions take numpy masks of one grid, any dtype, where a voxel is lesion when it is
 nonzero (``> 0``). Volumes are in mL: the voxel count times ``voxel_ml``, the volume of one voxel
-(:func:`voxel_ml` of the grid's spacing; 4 mm isotropic → 0.064 mL).
+(:func:`usbrain.data.masks.voxel_ml` of the grid's spacing; 4 mm isotropic → 0.064 mL).
 
 Empty masks are handled explicitly:
 
 - :func:`lesion_dice` of two empty masks is 1 (nothing to find, nothing found); one empty and one
-  not gives 0 (as :func:`usbrain.evaluate.metrics.dice`, which it uses);
-- metrics relative to a reference lesion (:func:`relative_volume_error`, :func:`residual_lesion`,
-  :func:`fraction_in_brain`) raise :class:`~usbrain.errors.EmptyReferenceError` when that
+  not gives 0 (as :func:`usbrain.metrics.dice`, which it uses);
+- metrics relative to a reference lesion (:func:`relative_volume_error`, :func:`residual_lesion`)
+  raise :class:`~usbrain.errors.EmptyReferenceError` when that
   lesion is empty: a ratio to nothing is undefined, and a silent NaN would vanish into a median.
 
 Masks of different shapes raise :class:`~usbrain.errors.ShapeMismatchError`. Both errors are
@@ -28,20 +28,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from usbrain.data.masks import dilated
 from usbrain.errors import EmptyReferenceError, ShapeMismatchError
-from usbrain.evaluate.metrics import dice
-from usbrain.evaluate.regions import dilated
 from usbrain.evaluate.tasks import OUTSIDE_DILATION
-
-
-def voxel_ml(spacing: float | tuple[float, float, float]) -> float:
-    """Volume of one voxel in mL for a grid ``spacing`` in mm (one value: isotropic).
-
-    >>> voxel_ml(4.0)
-    0.064
-    """
-    sides = np.broadcast_to(np.asarray(spacing, dtype=np.float64), (3,))
-    return float(np.prod(sides) / 1000.0)
+from usbrain.metrics import dice
 
 
 def _check_shapes(**masks: np.ndarray) -> None:
@@ -60,11 +50,6 @@ def _check_reference(mask: np.ndarray, name: str, metric: str) -> int:
     if count == 0:
         raise EmptyReferenceError(f"{metric}: the {name} mask is empty; it needs a lesion")
     return count
-
-
-def lesion_volume_ml(mask: np.ndarray, voxel_volume_ml: float) -> float:
-    """Lesion volume in mL: nonzero voxels × ``voxel_volume_ml``; 0 for an empty mask."""
-    return _count(mask) * float(voxel_volume_ml)
 
 
 def lesion_dice(target: np.ndarray, found: np.ndarray) -> float:
@@ -140,17 +125,3 @@ def residual_lesion(
     reference = _check_reference(original, "original", "residual lesion")
     left = _count((np.asarray(found) > 0) & dilated(np.asarray(original), dilation))
     return Residual(ml=left * float(voxel_volume_ml), fraction=left / reference)
-
-
-def fraction_in_brain(lesion: np.ndarray, brain: np.ndarray) -> float:
-    """Fraction in [0, 1] of ``lesion`` voxels that lie inside ``brain`` (a plausibility check of
-    generated lesions: 1 = all inside). Raises :class:`~usbrain.errors.EmptyReferenceError` for
-    an empty ``lesion``.
-
-    >>> lesion = np.array([1, 1, 1, 1]); brain = np.array([0, 1, 1, 1])
-    >>> fraction_in_brain(lesion, brain)
-    0.75
-    """
-    _check_shapes(lesion=lesion, brain=brain)
-    reference = _check_reference(lesion, "lesion", "fraction in brain")
-    return _count((np.asarray(lesion) > 0) & (np.asarray(brain) > 0)) / reference

@@ -7,14 +7,6 @@ dilated lesion (was the rest left alone?). ``region`` is a bool array of the vol
 from __future__ import annotations
 
 import numpy as np
-from scipy import ndimage
-
-
-def dilated(mask: np.ndarray, voxels: int) -> np.ndarray:
-    """``mask`` grown by ``voxels`` (26-connected steps); bool."""
-    if voxels == 0:
-        return mask > 0
-    return ndimage.binary_dilation(mask > 0, np.ones((3, 3, 3), bool), iterations=voxels)
 
 
 def region_mae(a: np.ndarray, b: np.ndarray, region: np.ndarray) -> float:

@@ -45,7 +45,7 @@ from usbrain.errors import ConfigError, InputError, ShapeMismatchError
 from usbrain.evaluate.lesions import lesion_dice
 from usbrain.files import atomic_dir, claim
 from usbrain.progress import progress_bar
-from usbrain.train.checkpoint import load_weights, read_weights, save_weights
+from usbrain.weights import load_weights, read_weights, save_weights
 
 KIND = "segmenter"
 WEIGHTS_FILE = "segmenter.safetensors"

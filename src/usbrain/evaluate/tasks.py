@@ -24,10 +24,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from usbrain.data.masks import dilated
 from usbrain.data.preprocess import brain_mask
 from usbrain.evaluate.brats import inpainting_scores
 from usbrain.evaluate.paired import paired_scores
-from usbrain.evaluate.regions import dilated, region_mae, region_mean, region_psnr
+from usbrain.evaluate.regions import region_mae, region_mean, region_psnr
 
 OUTSIDE_DILATION = 2  # native voxels between the lesion and the "outside" region
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from usbrain.config import SamplingConfig
+from usbrain.data.masks import lesion_ml
 from usbrain.diffusion.chains import randn, sample_brain, sample_pair
 from usbrain.pipeline import Pipeline
 from usbrain.progress import progress_bar
@@ -80,7 +81,7 @@ def generate(
             "seed": seed + i,
             "healthy": healthy,
             "lesion_voxels": int(mask.sum()),
-            "lesion_ml": float(mask.sum()) * pipe.config.space.spacing**3 / 1000.0,
+            "lesion_ml": lesion_ml(mask, pipe.config.space.spacing),
             "lesion_in_brain": brain_fraction(image, mask),
         }
         image_v, mask_v = model_grid_volume(image, pipe), model_grid_volume(mask, pipe)

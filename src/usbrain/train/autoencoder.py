@@ -17,8 +17,8 @@ from torch.func import functional_call
 from torch.utils.data import Dataset
 
 from usbrain.config import Config, TrainConfig
-from usbrain.evaluate.lesions import voxel_ml
-from usbrain.evaluate.metrics import dice, psnr, ssim
+from usbrain.data.masks import voxel_ml
+from usbrain.metrics import dice, psnr, ssim
 from usbrain.models.autoencoder import Autoencoder, kl_divergence
 from usbrain.train.losses import ssim_loss
 

@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import safetensors.torch
 import torch
 from torch import nn
 
@@ -27,6 +26,7 @@ from usbrain import __version__
 from usbrain.config import Config, load_config, save_config
 from usbrain.errors import InputError
 from usbrain.files import atomic_dir
+from usbrain.weights import read_meta, read_weights, save_weights
 
 FILES = ("config.yaml", "meta.json", "model.safetensors", "ema.safetensors", "state.pt")
 
@@ -41,35 +41,6 @@ class Checkpoint:
     model: dict[str, torch.Tensor]
     ema: dict[str, torch.Tensor]
     state: dict[str, Any]
-
-
-def save_weights(module: nn.Module, file: Path, dtype: torch.dtype | None = None) -> None:
-    """``module``'s state as safetensors, floating tensors cast to ``dtype`` if given (not
-    atomic by itself: called inside an atomic folder). Loading casts back to the module's."""
-
-    def stored(v: torch.Tensor) -> torch.Tensor:
-        v = v.detach().to("cpu")
-        return v.to(dtype) if dtype is not None and v.is_floating_point() else v
-
-    # safetensors refuses shared or non-contiguous storage; clone to own memory on the CPU.
-    state = {k: stored(v).contiguous().clone() for k, v in module.state_dict().items()}
-    safetensors.torch.save_file(state, file)
-
-
-def read_weights(file: Path) -> dict[str, torch.Tensor]:
-    """A safetensors file's tensors; a corrupt or truncated file is an InputError naming it."""
-    try:
-        return safetensors.torch.load_file(file)
-    except Exception as exc:  # safetensors raises its own error types for bad headers
-        raise InputError(f"{file}: corrupt or truncated weights ({exc})") from None
-
-
-def read_meta(folder: Path) -> dict[str, Any]:
-    """A checkpoint or pipeline folder's ``meta.json``."""
-    try:
-        return json.loads((folder / "meta.json").read_text())
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{folder / 'meta.json'}: corrupt ({exc})") from None
 
 
 def save_checkpoint(
@@ -125,16 +96,3 @@ def load_checkpoint(path: str | Path, kind: str | None = None) -> Checkpoint:
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as exc:
         raise InputError(f"{path / 'state.pt'}: corrupt or truncated ({exc})") from None
     return Checkpoint(path, config, meta, weights["model"], weights["ema"], state)
-
-
-def load_weights(module: nn.Module, weights: dict[str, torch.Tensor], source: str) -> None:
-    """Load ``weights`` into ``module`` strictly; a mismatch names the checkpoint."""
-    try:
-        module.load_state_dict(weights, strict=True)
-    except RuntimeError as exc:
-        first = str(exc).splitlines()
-        detail = first[1].strip() if len(first) > 1 else first[0]
-        raise InputError(
-            f"{source}: weights do not fit this architecture ({detail}); was it trained with "
-            "another config?"
-        ) from None

@@ -29,9 +29,10 @@ from torch.utils.tensorboard import SummaryWriter
 from usbrain.config import Config, Precision, TrainConfig
 from usbrain.errors import ConfigError
 from usbrain.progress import progress_bar
-from usbrain.train.checkpoint import load_checkpoint, load_weights, save_checkpoint
+from usbrain.train.checkpoint import load_checkpoint, save_checkpoint
 from usbrain.train.distributed import World, mean_across
 from usbrain.train.layout import channels_last_batch, channels_last_model
+from usbrain.weights import load_weights
 
 AUTOCAST_DTYPES = {Precision.BF16: torch.bfloat16, Precision.FP16: torch.float16}
 

@@ -18,17 +18,18 @@ import torch
 from usbrain.config import Config
 from usbrain.data.cache import PreparedDataset, read_space
 from usbrain.data.datasets import Split
+from usbrain.data.masks import voxel_ml
 from usbrain.errors import ConfigError, InputError
-from usbrain.evaluate.lesions import voxel_ml
 from usbrain.files import atomic_file, claim, put_in_place, staging_path
 from usbrain.models.autoencoder import Autoencoder
 from usbrain.pipeline import Pipeline
 from usbrain.train.autoencoder import AutoencoderJob, latent_scale_factor, reconstruction_metrics
-from usbrain.train.checkpoint import load_checkpoint, load_weights, save_checkpoint
+from usbrain.train.checkpoint import load_checkpoint, save_checkpoint
 from usbrain.train.diffusion import DiffusionJob
 from usbrain.train.distributed import World
 from usbrain.train.latents import encode_dataset, load_latents, save_latents
 from usbrain.train.loop import train
+from usbrain.weights import load_weights
 
 
 @contextlib.contextmanager

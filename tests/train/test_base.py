@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from tests.conftest import micro_config
-from usbrain import weights
 from usbrain.errors import InputError
 from usbrain.pipeline import Pipeline
+from usbrain.train import base
 from usbrain.train.distributed import World
 
 SHORT = (
@@ -31,7 +31,7 @@ class Killed(Exception):
 
 
 def _train(out, **kwargs):
-    return weights.train_base(
+    return base.train_base(
         out,
         World(),
         config=micro_config(*SHORT),
@@ -44,23 +44,23 @@ def _train(out, **kwargs):
 
 def test_a_killed_run_continues_where_it_stopped_and_exports_half_precision(tmp_path, monkeypatch):
     out = tmp_path / "base"
-    train_paired = weights.train_paired
+    train_paired = base.train_paired
 
     def killed(*args, **kwargs):
         raise Killed
 
-    monkeypatch.setattr(weights, "train_paired", killed)
+    monkeypatch.setattr(base, "train_paired", killed)
     with pytest.raises(Killed):
         _train(out)
     assert "diffusion" in json.loads((out / "timings.json").read_text())  # time kept on a kill
     ae_weights = (out / "autoencoder" / "checkpoint" / "ema.safetensors").read_bytes()
-    monkeypatch.setattr(weights, "train_paired", train_paired)
+    monkeypatch.setattr(base, "train_paired", train_paired)
 
     def no_retraining(*args, **kwargs):
         raise AssertionError("a finished stage ran again")
 
-    monkeypatch.setattr(weights, "train_autoencoder", no_retraining)
-    monkeypatch.setattr(weights, "write_cohort", no_retraining)
+    monkeypatch.setattr(base, "train_autoencoder", no_retraining)
+    monkeypatch.setattr(base, "write_cohort", no_retraining)
     pipeline = _train(out, export=tmp_path / "models" / "base")
     assert (out / "autoencoder" / "checkpoint" / "ema.safetensors").read_bytes() == ae_weights
     timings = json.loads((out / "timings.json").read_text())
@@ -107,7 +107,7 @@ def _stage(run, folder):
 
 def test_a_kept_autoencoder_stage_continues_the_recipe_without_retraining(tmp_path, monkeypatch):
     first = tmp_path / "first"
-    monkeypatch.setattr(weights, "train_paired", lambda *a, **k: (_ for _ in ()).throw(Killed))
+    monkeypatch.setattr(base, "train_paired", lambda *a, **k: (_ for _ in ()).throw(Killed))
     with pytest.raises(Killed):
         _train(first)
     stage = _stage(first, tmp_path / "stage")
@@ -116,7 +116,7 @@ def test_a_kept_autoencoder_stage_continues_the_recipe_without_retraining(tmp_pa
     def no_training(*args, **kwargs):
         raise AssertionError("the autoencoder was trained again")
 
-    monkeypatch.setattr(weights, "train_autoencoder", no_training)
+    monkeypatch.setattr(base, "train_autoencoder", no_training)
     second = tmp_path / "second"
     pipeline = _train(second, autoencoder=stage, export=tmp_path / "export")
     ema = "autoencoder/checkpoint/ema.safetensors"
@@ -130,13 +130,13 @@ def test_a_kept_autoencoder_stage_continues_the_recipe_without_retraining(tmp_pa
 
 def test_a_kept_stage_of_another_recipe_or_a_broken_one_is_refused(tmp_path, monkeypatch):
     first = tmp_path / "first"
-    monkeypatch.setattr(weights, "train_paired", lambda *a, **k: (_ for _ in ()).throw(Killed))
+    monkeypatch.setattr(base, "train_paired", lambda *a, **k: (_ for _ in ()).throw(Killed))
     with pytest.raises(Killed):
         _train(first)
     stage = _stage(first, tmp_path / "stage")
     monkeypatch.undo()
     with pytest.raises(InputError, match="another recipe"):
-        weights.train_base(
+        base.train_base(
             tmp_path / "other",
             World(),
             config=micro_config(*SHORT),

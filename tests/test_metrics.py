@@ -4,7 +4,7 @@ import math
 
 import torch
 
-from usbrain.evaluate.metrics import dice, psnr, ssim
+from usbrain.metrics import dice, psnr, ssim
 
 
 def test_psnr_of_a_known_shift():
