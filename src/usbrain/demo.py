@@ -21,11 +21,11 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
-from scipy import ndimage
 
 from usbrain.config import load_config
 from usbrain.data.cache import prepare
 from usbrain.data.cohort import write_cohort
+from usbrain.data.masks import dilated, fraction_in_brain
 from usbrain.data.pseudo import white_matter_mean
 from usbrain.demo_tasks import run_tasks, side_by_side, tasks_section, train_tiny, training_section
 from usbrain.files import atomic_dir
@@ -49,11 +49,11 @@ def subject_checks(row: dict[str, str], root: Path) -> dict[str, float]:
     sick, _ = _read(root / row["image"])
     mask = _read(root / row["mask"])[0] > 0
     brain = _read(root / row["brain"])[0] > 0
-    outside = ~ndimage.binary_dilation(mask, iterations=2)
+    outside = ~dilated(mask, 2)
     checks = {
         "lesion_ml": float(row["lesion_ml"]),
         "max_diff_outside": float(np.abs(sick - healthy)[outside].max()),
-        "in_brain": float((mask & brain).sum() / mask.sum()) if mask.any() else float("nan"),
+        "in_brain": fraction_in_brain(mask, brain) if mask.any() else float("nan"),
         "lesion_to_wm": float("nan"),
     }
     if mask.any():

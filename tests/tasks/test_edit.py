@@ -9,11 +9,11 @@ import torch
 from tests.conftest import lesion_mask, micro_config, phantom_brain
 from tests.tasks.conftest import LESION
 from usbrain.config import ModelSpace
+from usbrain.data.masks import dilated
 from usbrain.data.nifti import Volume
 from usbrain.data.preprocess import preprocess, resample
 from usbrain.pipeline import Pipeline
 from usbrain.tasks import common, edit
-from usbrain.tasks.common import dilate
 from usbrain.tasks.edit import (
     BLEND_DILATION,
     crop_box,
@@ -54,7 +54,7 @@ def test_blend_confines_the_change_and_the_background_stays_background():
     # Far from the (dilated) lesion nothing changes at all.
     g = prepared.geometry
     near = resample(
-        dilate(lesion_m, BLEND_DILATION + 1).astype(np.float32), g.model, g.native, image.shape
+        dilated(lesion_m, BLEND_DILATION + 1).astype(np.float32), g.model, g.native, image.shape
     )
     far = near == 0
     assert far.sum() > 0.9 * far.size

@@ -13,10 +13,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from scipy import ndimage
 
 from usbrain.config import Coupling, Precision, SamplingConfig
 from usbrain.data.geometry import Geometry, model_affine
+from usbrain.data.masks import fraction_in_brain
 from usbrain.data.nifti import Volume, check_same_grid
 from usbrain.data.preprocess import (
     Prepared,
@@ -232,9 +232,7 @@ def match_mask_grid(image: Volume, mask: Volume, resample_mask: bool) -> Volume:
 
 def check_inside_brain(image: Volume, mask: Volume) -> float:
     """Fraction of lesion voxels inside the image's brain; refuse a mostly-outside mask."""
-    brain = brain_mask(image.data)
-    lesion = mask.data > 0
-    inside = float(np.count_nonzero(lesion & brain) / max(np.count_nonzero(lesion), 1))
+    inside = fraction_in_brain(mask.data, brain_mask(image.data))
     if inside < 1 - MAX_OUTSIDE_BRAIN:
         raise InputError(
             f"{mask.name}: {100 * (1 - inside):.0f}% of the lesion lies outside the brain of "
@@ -264,15 +262,3 @@ def prepare_edit(pipe: Pipeline, image: Volume, mask: Volume | None) -> Prepared
                 f"({pipe.config.space.spacing:g} mm); it is too small for this checkpoint"
             )
     return prepared
-
-
-def brain_fraction(image: np.ndarray, mask: np.ndarray) -> float:
-    """Fraction of ``mask`` voxels inside the brain of ``image`` (1 for an empty mask)."""
-    lesion = mask > 0
-    if not lesion.any():
-        return 1.0
-    return float(np.count_nonzero(lesion & brain_mask(image)) / np.count_nonzero(lesion))
-
-
-def dilate(mask: np.ndarray, voxels: int) -> np.ndarray:
-    return ndimage.binary_dilation(mask > 0, iterations=voxels) if voxels else mask > 0

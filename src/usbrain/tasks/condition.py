@@ -10,15 +10,15 @@ mask's own grid, intensities in [0, 1].
 from __future__ import annotations
 
 from usbrain.config import ConditionInput, SamplingConfig
+from usbrain.data.masks import fraction_in_brain
 from usbrain.data.nifti import Volume
-from usbrain.data.preprocess import VolumeKind, to_model, to_native
+from usbrain.data.preprocess import VolumeKind, brain_mask, to_model, to_native
 from usbrain.diffusion.chains import estimated_condition, randn, sample_brain
 from usbrain.errors import InputError
 from usbrain.pipeline import Pipeline
 from usbrain.progress import progress_bar
 from usbrain.tasks.common import (
     Result,
-    brain_fraction,
     check_lesion_kept,
     decode,
     denoiser_for,
@@ -75,7 +75,7 @@ def condition(
         info = {
             "seed": seed + i,
             "lesion_voxels": int(mask_m.sum()),
-            "lesion_in_brain": brain_fraction(image_m, mask_m),
+            "lesion_in_brain": fraction_in_brain(mask_m, brain_mask(image_m)),
         }
         results.append(Result(Volume(image, mask.affine, None, mask.header), mask, None, info))
     return results

@@ -29,6 +29,7 @@ import torch
 
 from usbrain.config import GuidanceConfig, SamplingConfig
 from usbrain.data.geometry import Geometry
+from usbrain.data.masks import dilated
 from usbrain.data.nifti import Volume
 from usbrain.data.preprocess import Prepared, VolumeKind, brain_mask, to_native
 from usbrain.diffusion.chains import Guidance, randn, sample_brain
@@ -44,7 +45,6 @@ from usbrain.tasks.common import (
     decode,
     denoiser_for,
     device_of,
-    dilate,
     edit_sampler,
     empty_mask_latent,
     encode,
@@ -207,7 +207,7 @@ def write_back(
     equals the input exactly. Returns float32 of the image's shape.
     """
     if blend_mask is not None:
-        delta = delta * dilate(blend_mask, BLEND_DILATION)
+        delta = delta * dilated(blend_mask, BLEND_DILATION)
     change = to_native(delta, geometry, VolumeKind.DELTA) * brain_mask(image.data)
     out = image.data + change
     if image.data.min() >= 0:
@@ -298,7 +298,7 @@ def edit(
         "steps_taken": len(timesteps),
         "alpha0_in_latent_units": alpha0,
         "blend": blend,
-        "mean_abs_change_outside_model": float(np.abs(delta)[~dilate(lesion_m, 1)].mean()),
+        "mean_abs_change_outside_model": float(np.abs(delta)[~dilated(lesion_m, 1)].mean()),
     }
     if lesion_m.any():
         info["mean_abs_change_in_lesion_model"] = float(np.abs(delta)[lesion_m > 0].mean())

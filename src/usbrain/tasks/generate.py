@@ -11,13 +11,13 @@ from __future__ import annotations
 import numpy as np
 
 from usbrain.config import SamplingConfig
-from usbrain.data.masks import lesion_ml
+from usbrain.data.masks import fraction_in_brain, lesion_ml
+from usbrain.data.preprocess import brain_mask
 from usbrain.diffusion.chains import randn, sample_brain, sample_pair
 from usbrain.pipeline import Pipeline
 from usbrain.progress import progress_bar
 from usbrain.tasks.common import (
     Result,
-    brain_fraction,
     decode,
     denoiser_for,
     device_of,
@@ -82,7 +82,7 @@ def generate(
             "healthy": healthy,
             "lesion_voxels": int(mask.sum()),
             "lesion_ml": lesion_ml(mask, pipe.config.space.spacing),
-            "lesion_in_brain": brain_fraction(image, mask),
+            "lesion_in_brain": fraction_in_brain(mask, brain_mask(image)) if mask.any() else None,
         }
         image_v, mask_v = model_grid_volume(image, pipe), model_grid_volume(mask, pipe)
         results.append(Result(image_v, mask_v, None, info))
