@@ -16,6 +16,7 @@ from pathlib import Path
 
 from usbrain.data.cohort import VARIATIONS, load_template, make_subject
 from usbrain.data.nifti import Volume
+from usbrain.data.scan import Scan
 from usbrain.pipeline import Pipeline
 from usbrain.tasks.condition import condition
 from usbrain.tasks.generate import generate
@@ -42,8 +43,12 @@ def main() -> None:
     def vol(data) -> Volume:
         return Volume(data, affine)
 
-    healed = heal(pipe, vol(stroke.pathological), vol(stroke.mask), sampling, args.seed)
-    inserted = lesion(pipe, vol(stroke.healthy), vol(wmh.mask), sampling, args.seed)
+    space = pipe.config.space
+    sick = Scan.load(vol(stroke.pathological), space, vol(stroke.mask))
+    healed = heal(pipe, sick, sampling, args.seed)
+    inserted = lesion(
+        pipe, Scan.load(vol(stroke.healthy), space, vol(wmh.mask)), sampling, args.seed
+    )
     (conditioned,) = condition(pipe, vol(wmh.mask), 1, sampling, args.seed)
     rows = [
         (f"held-out stroke ({stroke.lesion_ml:.0f} mL)", stroke.pathological, stroke.mask),

@@ -15,7 +15,7 @@ train --latents demo_out/train/latents --out runs/x --set …`` (default: the de
 ``Autoencoder.encode_streamed``), to check it gives the whole-volume scores.
 
 ``--crop-context N`` edits every scan the way ``sampling.edit_crop`` edits large (e.g. 160³)
-scans: in a crop of N latent voxels of context around the lesion (``tasks.edit.edit_region``),
+scans: in a crop of N latent voxels of context around the lesion (``tasks.editing.edit_region``),
 to compare with the whole-volume edits of a run without it.
 """
 
@@ -32,10 +32,10 @@ import yaml
 
 from usbrain.config import LesionMap, PullTarget
 from usbrain.data.nifti import load_image, load_mask
+from usbrain.data.scan import Scan
 from usbrain.evaluate.summary import nan_median
 from usbrain.evaluate.tasks import heal_scores, lesion_scores
 from usbrain.pipeline import Pipeline
-from usbrain.tasks import common, edit
 from usbrain.tasks.heal import heal
 from usbrain.tasks.lesion import lesion
 
@@ -77,9 +77,10 @@ def score(pipe, sampling, rows, cohort: Path) -> dict[str, float]:
     for row in rows:
         sick, mask = load_image(cohort / row["image"]), load_mask(cohort / row["mask"])
         healthy = load_image(cohort / row["healthy_image"])
-        healed = heal(pipe, sick, mask, sampling, seed=0).image.data
+        healed = heal(pipe, Scan.load(sick, pipe.config.space, mask), sampling).image.data
         heals.append(heal_scores(healed, sick.data, healthy.data, mask.data))
-        inserted = lesion(pipe, healthy, mask, sampling, seed=0).image.data
+        scan = Scan.load(healthy, pipe.config.space, mask)
+        inserted = lesion(pipe, scan, sampling).image.data
         lesions.append(lesion_scores(inserted, healthy.data, mask.data, sick.data))
     return {
         "heal MAE ratio": nan_median([h["mae_ratio"] for h in heals]),
@@ -101,11 +102,6 @@ def main() -> None:
     parser.add_argument("--crop-context", type=int, default=None, help="force crop edits")
     parser.add_argument("--large", action="store_true", help="force the large-volume coding")
     args = parser.parse_args()
-    if args.large:
-        common.LARGE_VOLUME_VOXELS = 0
-    if args.crop_context is not None:
-        common.LARGE_VOLUME_VOXELS = 0
-        edit.CROP_CONTEXT = args.crop_context
     cohort = args.demo / "cohort"
     with (cohort / "manifest.csv").open(newline="") as f:
         rows = [r for r in csv.DictReader(f) if r["split"] == args.split and r["kind"] != "healthy"]
@@ -116,8 +112,12 @@ def main() -> None:
     for name in names:
         start = time.perf_counter()
         sampling = variant(pipe.config.sampling, name)
+        if args.large:  # every volume counts as large: coded in slabs
+            sampling = replace(sampling, stream_voxels=0)
         if args.crop_context is not None:
-            sampling = replace(sampling, edit_crop=True)
+            sampling = replace(
+                sampling, stream_voxels=0, edit_crop=True, crop_context=args.crop_context
+            )
         scores = score(pipe, sampling, rows, cohort)
         if header is None:
             header = ["variant", *scores, "seconds"]

@@ -6,7 +6,7 @@ time and peak RSS per phase, the total and a one-line summary against the goal (
 
 The heal runs in a child process, so the peak RSS is its own (the parent only writes the inputs
 and, without --checkpoint, a paper-preset pipeline with random weights: the costs are those of
-the architecture, the output is noise). Volumes above ``tasks.common.LARGE_VOLUME_VOXELS`` are
+the architecture, the output is noise). Volumes above ``sampling.stream_voxels`` are
 coded in slabs (the whole-volume result in less memory) and edited whole; ``--crop`` runs the
 approximate speed option instead (``sampling.edit_crop``: only a latent crop around the lesion
 is encoded, denoised and decoded). ``--large-above`` moves the threshold, so a small run can
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import resource
 import statistics
 import subprocess
@@ -86,18 +87,21 @@ def prepare(args: argparse.Namespace, root: Path) -> Path:
 def timed_phases(phases: dict[str, float], peaks: dict[str, float]) -> None:
     """Wrap the functions ``usbrain heal`` runs through so each adds its time and the RSS peak
     after it to ``phases`` / ``peaks`` under its label."""
-    from usbrain.tasks import edit, heal, run
+    from usbrain.data.scan import Scan
+    from usbrain.models.coder import LatentCoder
+    from usbrain.pipeline import Pipeline
+    from usbrain.tasks import editing, heal, run
 
     targets = [
         ("load checkpoint", run, "load_pipeline"),
         ("read scan and mask", run, "load_image"),
         ("read scan and mask", run, "load_mask"),
-        ("preprocess (model grid)", heal, "prepare_edit"),
-        ("encode (scan)", edit, "encode"),
-        ("encode empty mask", edit, "empty_mask_latent"),
-        ("denoise (brain chain)", edit, "sample_brain"),
-        ("decode change", edit, "decode_edit"),
-        ("write back (native grid)", edit, "write_back"),
+        ("preprocess (model grid)", Scan, "load"),
+        ("encode", LatentCoder, "encode"),
+        ("encode empty mask", Pipeline, "empty_mask_latent"),
+        ("denoise (brain chain)", heal, "sample_brain"),
+        ("decode change", editing, "decode_change"),
+        ("write back (native grid)", editing, "write_back"),
         ("write result folder", run, "write_result"),
     ]
     for label, module, name in targets:
@@ -116,19 +120,19 @@ def timed_phases(phases: dict[str, float], peaks: dict[str, float]) -> None:
 
 def run_child(args: argparse.Namespace) -> None:
     from usbrain.config import load_config
-    from usbrain.tasks import common
     from usbrain.tasks.run import EditOptions, Job, TaskOptions, run_edit
 
     root = Path(args.child)
-    space = load_config(path=Path(args.checkpoint_dir) / "config.yaml").space
-    if args.large_above is not None:
-        common.LARGE_VOLUME_VOXELS = args.large_above
+    config = load_config(path=Path(args.checkpoint_dir) / "config.yaml")
+    space = config.space
+    stream = config.sampling.stream_voxels if args.large_above is None else args.large_above
     phases: dict[str, float] = {}
     peaks: dict[str, float] = {}
     timed_phases(phases, peaks)
     overrides = [f"steps={args.steps}"] if args.steps else []
     overrides += [f"precision={args.precision}"] if args.precision else []
     overrides += ["edit_crop=true"] if args.crop else []
+    overrides += [f"stream_voxels={args.large_above}"] if args.large_above is not None else []
     options = TaskOptions(
         Path(args.checkpoint_dir), root / "out", sampling_overrides=tuple(overrides), progress=False
     )
@@ -149,7 +153,7 @@ def run_child(args: argparse.Namespace) -> None:
                 "sampling": sidecar["parameters"],
                 "decoded_latent_box": sidecar.get("decoded_latent_box"),
                 "edited_latent_crop": sidecar.get("edited_latent_crop"),
-                "large": common.is_large(space.size),
+                "large": math.prod(space.size) > stream,
                 "model_size": list(space.size),
             }
         )

@@ -26,6 +26,7 @@ from guidance import variant  # bench/guidance.py, beside this script
 from usbrain.config import FindLesion
 from usbrain.data.nifti import load_image, load_mask
 from usbrain.data.preprocess import brain_mask
+from usbrain.data.scan import Scan
 from usbrain.evaluate.lesions import lesion_dice
 from usbrain.evaluate.summary import nan_median
 from usbrain.evaluate.tasks import heal_scores
@@ -62,7 +63,7 @@ def main() -> None:
     for row in rows:
         sick, mask = load_image(cohort / row["image"]), load_mask(cohort / row["mask"])
         healthy = load_image(cohort / row["healthy_image"])
-        healed = heal(pipe, sick, None, segment, seed=args.seed)
+        healed = heal(pipe, Scan.load(sick, pipe.config.space), segment, seed=args.seed)
         low, high = healed.info["intensity_window"]
         relative = healed.maps["anomaly"] / (high - low)
         brain = brain_mask(sick.data)

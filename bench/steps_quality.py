@@ -19,6 +19,7 @@ import torch
 
 from usbrain.config import SamplerKind
 from usbrain.data.nifti import load_image, load_mask
+from usbrain.data.scan import Scan
 from usbrain.evaluate.distribution import frechet_distance
 from usbrain.evaluate.features import extract_features, hdbet_encoder
 from usbrain.evaluate.generation import model_space_images
@@ -64,9 +65,12 @@ def main() -> None:
             sampling = replace(pipe.config.sampling, sampler=kind, steps=steps)
             start = time.perf_counter()
             maes = [
-                heal_scores(heal(pipe, s, m, sampling).image.data, s.data, h.data, m.data)[
-                    "mae_lesion_output"
-                ]
+                heal_scores(
+                    heal(pipe, Scan.load(s, pipe.config.space, m), sampling).image.data,
+                    s.data,
+                    h.data,
+                    m.data,
+                )["mae_lesion_output"]
                 for s, m, h in scans
             ]
             heal_s = time.perf_counter() - start

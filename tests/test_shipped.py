@@ -12,6 +12,7 @@ import pytest
 
 from usbrain.data.cohort import VARIATIONS, load_template, make_subject
 from usbrain.data.nifti import Volume
+from usbrain.data.scan import Scan
 from usbrain.evaluate.tasks import heal_scores, lesion_scores
 from usbrain.pipeline import SHIPPED_MODELS, Pipeline
 from usbrain.tasks.generate import generate
@@ -42,24 +43,18 @@ def _volume(data: np.ndarray, affine: np.ndarray) -> Volume:
 
 
 def test_heal_lowers_the_in_lesion_error_of_an_unseen_subject(pipe, subject):
-    healed = heal(
-        pipe,
-        _volume(subject.pathological, subject.affine),
-        _volume(subject.mask, subject.affine),
-        pipe.config.sampling,
-    )
+    mask = _volume(subject.mask, subject.affine)
+    scan = Scan.load(_volume(subject.pathological, subject.affine), pipe.config.space, mask)
+    healed = heal(pipe, scan, pipe.config.sampling)
     scores = heal_scores(healed.image.data, subject.pathological, subject.healthy, subject.mask)
     assert scores["mae_ratio"] < 0.8, scores
     assert scores["psnr_outside"] > 30.0, scores
 
 
 def test_an_inserted_lesion_appears_where_asked(pipe, subject):
-    inserted = lesion(
-        pipe,
-        _volume(subject.healthy, subject.affine),
-        _volume(subject.mask, subject.affine),
-        pipe.config.sampling,
-    )
+    mask = _volume(subject.mask, subject.affine)
+    scan = Scan.load(_volume(subject.healthy, subject.affine), pipe.config.space, mask)
+    inserted = lesion(pipe, scan, pipe.config.sampling)
     scores = lesion_scores(inserted.image.data, subject.healthy, subject.mask)
     assert scores["intensity_ratio"] < 0.9, scores  # darker inside the mask, as T1 lesions are
     assert scores["psnr_outside"] > 30.0, scores

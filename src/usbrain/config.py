@@ -242,10 +242,35 @@ class SamplingConfig:
     # there (a 50-step grid gives heal 14 of them); k, every k-th timestep (1: all t_start of
     # them, the authors' 300 for heal and 500 for insertion).
     edit_stride: int = 0
-    # Large volumes (e.g. 160³) only: edit a latent crop around the lesion instead of the whole
-    # latent — faster, but an approximation (the U-Nets train on whole latents; its measured
-    # error is in tasks/edit.py and bench/heal_160.py).
+    # Volumes of more model-space voxels than this are "large": encoded and decoded in slabs
+    # (``Autoencoder.encode_streamed`` / ``decode_streamed``: the whole-volume result in less
+    # memory). Peak RSS of whole-volume encode + decode with the paper autoencoder grows with
+    # the voxel count: 0.99 GiB at 64³, 1.97 GiB at 96³, 7.33 GiB at 160³ (bench/memory.py's
+    # whole mode), so past 2 M voxels (128³ is 2.1 M) it would pass 4 GiB, the memory goal for
+    # a 160³ heal on an 8 GiB CPU. Below it the plain whole-volume pass runs: tiny (48³) and
+    # base (96³) never stream.
+    stream_voxels: int = 2_000_000
+    # Large volumes only: edit a latent crop around the lesion instead of the whole latent —
+    # faster, but an approximation (the U-Nets train on whole latents). bench/heal_160.py
+    # (paper architecture, random weights, 300 guided steps) heals 160³ in 128 s / 3.5 GiB with
+    # it against 723 s / 4.3 GiB whole; on the tiny demo checkpoint forced through it
+    # (`bench/guidance.py --crop-context 1`, validation subjects; whole-latent edits in
+    # brackets) the heal MAE ratio is 0.47 [0.31] and the inserted-lesion intensity ratio 0.73
+    # [0.63].
     edit_crop: bool = False
+    # The crop: the latent box where the pooled soft lesion map releases anatomy, grown by
+    # crop_margin latent voxels (the decoder spreads a change a little past it) is where the
+    # change is kept; crop_context more real neighbours (at least; rounded up to the U-Net's
+    # multiple) are denoised around it. At 8× downsampling a 10 mm lesion keeps a 6³ box and
+    # gets an 8³ crop (64³ voxels, 6% of 160³).
+    crop_margin: int = 1
+    crop_context: int = 1
+    # Latent voxels decoded around the kept box so that it sees real neighbours, not zero
+    # padding. Per-window GroupNorm statistics make any window decode approximate: healing four
+    # cohort scans with the tiny autoencoder at 96³, the kept change was within 0.005–0.024 mean
+    # abs (max 0.07–0.36; [0, 1] intensities) of the whole-volume change, closer than decoding
+    # the whole volume by 32-voxel windows (0.007–0.052).
+    decode_context: int = 2
     threshold: float = 0.5  # decoded mask → binary
     find_lesion: FindLesion = FindLesion.ANOMALY
     # find_lesion = anomaly: a voxel is lesion where |input − healed| exceeds this fraction of

@@ -14,6 +14,7 @@ import torch
 
 from usbrain.config import Config, SamplingConfig
 from usbrain.data.nifti import load_image, load_mask
+from usbrain.data.scan import Scan
 from usbrain.evaluate.summary import format_value, nan_median
 from usbrain.evaluate.tasks import condition_scores, heal_scores, lesion_scores
 from usbrain.metrics import dice
@@ -114,7 +115,7 @@ def run_tasks(
     for row in sick:
         image, mask = load_image(cohort / row["image"]), load_mask(cohort / row["mask"])
         healthy = load_image(cohort / row["healthy_image"])
-        result = heal(pipe, image, mask, sampling, seed)
+        result = heal(pipe, Scan.load(image, pipe.config.space, mask), sampling, seed)
         folder = _write(result, out / "heal" / row["subject"], "heal", row, pipe, label, sampling)
         scores = heal_scores(_arr(result.image), _arr(image), _arr(healthy), mask.data)
         run.heal.append({"subject": row["subject"], "kind": row["kind"], **scores})
@@ -125,7 +126,7 @@ def run_tasks(
     for row in sick if without_mask else []:
         image, mask = load_image(cohort / row["image"]), load_mask(cohort / row["mask"])
         healthy = load_image(cohort / row["healthy_image"])
-        result = heal(pipe, image, None, sampling, seed)
+        result = heal(pipe, Scan.load(image, pipe.config.space), sampling, seed)
         folder = _write(
             result, out / "heal-without-mask" / row["subject"], "heal", row, pipe, label, sampling
         )
@@ -144,7 +145,7 @@ def run_tasks(
     for row in sick:
         healthy, mask = load_image(cohort / row["healthy_image"]), load_mask(cohort / row["mask"])
         truth = load_image(cohort / row["image"])
-        result = lesion(pipe, healthy, mask, sampling, seed)
+        result = lesion(pipe, Scan.load(healthy, pipe.config.space, mask), sampling, seed)
         folder = _write(
             result, out / "lesion" / row["subject"], "lesion", row, pipe, label, sampling
         )

@@ -1,4 +1,6 @@
-"""A trained USB model as one object: autoencoder, paired denoisers and noise schedule.
+"""A trained USB model as one object: autoencoder, paired denoisers and noise schedule, and
+what the tasks build from them for one sampling config: the latent coder, the noise predictor
+(compiled, under autocast) and the sampler.
 
 ``save_pretrained(dir)`` / ``from_pretrained(dir)`` read and write a folder::
 
@@ -18,15 +20,20 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from usbrain import __version__
-from usbrain.config import Config, load_config, save_config
+from usbrain.config import Config, Coupling, Precision, SamplingConfig, load_config, save_config
+from usbrain.diffusion.paired import clamp_condition
+from usbrain.diffusion.prediction import NoisePredictor
+from usbrain.diffusion.samplers import Sampler, edit_timesteps, make_sampler
 from usbrain.diffusion.schedule import NoiseSchedule
-from usbrain.errors import InputError
+from usbrain.errors import ConfigError, InputError
 from usbrain.files import atomic_dir
 from usbrain.models.autoencoder import Autoencoder
-from usbrain.models.denoiser import CompiledDenoiser, PairedDenoiser
+from usbrain.models.coder import LatentCoder
+from usbrain.models.denoiser import AutocastDenoiser, CompiledDenoiser, PairedDenoiser
 from usbrain.weights import load_weights, read_meta, read_weights, save_weights
 
 # The repo's models/ folder (the package is installed editable from the checkout).
@@ -72,6 +79,78 @@ class Pipeline:
             PairedDenoiser.from_config(config),
             NoiseSchedule.from_config(config.diffusion),
         )
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.denoiser.parameters()).device
+
+    def coder(self, sampling: SamplingConfig) -> LatentCoder:
+        """Model-space volumes ↔ latents, in slabs past ``sampling.stream_voxels``."""
+        return LatentCoder(self.autoencoder, sampling.stream_voxels)
+
+    def predictor(self, sampling: SamplingConfig) -> NoisePredictor:
+        """The U-Nets as noise predictors: compiled when ``sampling.compile`` asks for it (once
+        per pipeline, with CUDA graphs on a GPU), under autocast when ``sampling.precision``
+        does."""
+        net: PairedDenoiser | CompiledDenoiser | AutocastDenoiser = self.denoiser
+        if sampling.compile:
+            if self.compiled is None:
+                on_gpu = self.device.type == "cuda"
+                self.compiled = CompiledDenoiser(self.denoiser, cuda_graphs=on_gpu)
+            net = self.compiled
+        if sampling.precision is not Precision.FP32:
+            dtype = torch.bfloat16 if sampling.precision is Precision.BF16 else torch.float16
+            net = AutocastDenoiser(net, dtype)
+        return NoisePredictor(net, self.schedule, self.config.diffusion.prediction)
+
+    def sampler(self, sampling: SamplingConfig, t_start: int | None = None) -> Sampler:
+        """The sampler of ``sampling`` on its ``steps`` grid; for an edit noised to ``t_start``,
+        its ``timesteps`` are the edit's: every ``sampling.edit_stride``-th below ``t_start``,
+        or (stride 0) the grid's at or below it."""
+        sampler = make_sampler(sampling.sampler, self.schedule, sampling.eta)
+        sampler.set_timesteps(sampling.steps)
+        if t_start is None:
+            return sampler
+        T = self.schedule.num_timesteps
+        if not 0 < t_start < T:
+            raise ConfigError(f"t_start {t_start}: must be between 1 and {T - 1}")
+        try:
+            if sampling.edit_stride:
+                sampler.use_timesteps(edit_timesteps(t_start, sampling.edit_stride))
+            else:
+                sampler.use_timesteps(sampler.timesteps_from(t_start))
+        except ValueError as exc:
+            raise ConfigError(
+                f"{exc} (steps={sampling.steps}, edit_stride={sampling.edit_stride})"
+            ) from None
+        return sampler
+
+    def empty_mask_latent(self, coder: LatentCoder) -> torch.Tensor:
+        """The latent of the empty mask: the condition of healthy pairs in training. Encoded
+        once (a 160³ encode costs seconds) and kept in the cache; do not modify it."""
+        if "empty_mask" not in self.cache:
+            self.cache["empty_mask"] = coder.encode(np.zeros(self.config.space.size, np.float32))
+        return self.cache["empty_mask"]
+
+    def mask_condition(self, mask_latent: torch.Tensor) -> torch.Tensor:
+        """What the brain model sees of a known mask (a given one, or the empty mask for
+        healthy output) in every task: its latent (1, C, d, h, w) clamped to
+        ±``diffusion.condition_clip``, the range its condition has in training. A crisp mask's
+        latent reaches ±12; unclamped, conditioned cortical strokes came out as signal voids
+        (docs/method.md)."""
+        return clamp_condition(mask_latent, self.config.diffusion.condition_clip)
+
+    def require_mask_conditioning(self, task: str) -> None:
+        """Refuse ``task`` (one conditioned on a given mask) on an ablation checkpoint whose
+        brain model never learned to read a clean mask latent (``diffusion.coupling`` other
+        than ``estimate``)."""
+        coupling = self.config.diffusion.coupling
+        if coupling is not Coupling.ESTIMATE:
+            raise InputError(
+                f"{task} needs a checkpoint trained with diffusion.coupling=estimate; this one "
+                f"was trained with coupling={coupling} (an ablation that can only generate "
+                "pairs)"
+            )
 
     def to(self, device: torch.device | str) -> Pipeline:
         self.autoencoder.to(device)

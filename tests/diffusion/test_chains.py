@@ -7,11 +7,11 @@ import torch
 from usbrain.config import Coupling
 from usbrain.diffusion.chains import (
     estimated_condition,
-    guided_eps_brain,
     sample_brain,
     sample_lesion,
     sample_pair,
 )
+from usbrain.diffusion.guidance import classifier_free_eps
 from usbrain.diffusion.samplers import DDIMSampler
 from usbrain.diffusion.schedule import NoiseSchedule, q_sample, x0_from_eps
 
@@ -68,7 +68,7 @@ def test_pair_with_noisy_coupling_conditions_the_brain_on_the_noisy_mask():
         torch.testing.assert_close(cond, m_t)
 
 
-def test_brain_chain_sees_the_fixed_condition_and_applies_guidance():
+def test_brain_chain_sees_the_fixed_condition_and_applies_its_hooks_in_order():
     net, s = StubDenoiser(), sampler()
     cond = torch.full(SHAPE, 0.5)
     start = torch.ones(SHAPE)
@@ -78,11 +78,14 @@ def test_brain_chain_sees_the_fixed_condition_and_applies_guidance():
         seen.append((t, t_prev))
         return type(out)(out.prev_sample * 0, out.pred_original_sample * 0 + t)
 
+    def then_add_one(out, t, t_prev):  # a second hook sees the first one's output
+        return type(out)(out.prev_sample, out.pred_original_sample + 1)
+
     steps = s.timesteps_from(50)
-    x0 = sample_brain(net, s, cond, start, steps, torch.Generator(), guidance)
+    x0 = sample_brain(net, s, cond, start, steps, torch.Generator(), [guidance, then_add_one])
     assert seen == [(t, s.previous_timestep(t)) for t in steps]
     assert all(torch.equal(c[3], cond) for c in net.calls)
-    assert torch.equal(x0, torch.full(SHAPE, float(steps[-1])))  # the last guided estimate
+    assert torch.equal(x0, torch.full(SHAPE, float(steps[-1]) + 1))  # the last hooked estimate
 
 
 def test_brain_chain_with_an_estimated_condition_sees_the_lesion_models_estimate():
@@ -118,9 +121,9 @@ def test_condition_scale_is_classifier_free_guidance_in_one_batch():
     cond = torch.full(SHAPE, 0.5)
     x = torch.ones(SHAPE)
     t = torch.tensor([7])
-    assert torch.equal(guided_eps_brain(net, x, t, cond, 1.0), 0.3 * x + 0.4 * cond)
+    assert torch.equal(classifier_free_eps(net, x, t, cond, 1.0), 0.3 * x + 0.4 * cond)
     net.calls.clear()
-    eps = guided_eps_brain(net, x, t, cond, 3.0)
+    eps = classifier_free_eps(net, x, t, cond, 3.0)
     # uncond = 0.3 x, cond = 0.3 x + 0.4 c  →  0.3 x + 3 · 0.4 c
     torch.testing.assert_close(eps, 0.3 * x + 1.2 * cond)
     assert len(net.calls) == 1 and net.calls[0][2].shape[0] == 2  # one forward of batch 2

@@ -7,8 +7,13 @@ import torch
 from usbrain.config import GuidanceConfig, LesionMap, PullTarget
 from usbrain.diffusion.guidance import (
     ConsistencyGuidance,
+    EditContext,
+    ReplaceOutside,
     acg_strength,
     anatomy_weight,
+    consistency_hooks,
+    end_at,
+    hard_mask_hooks,
     latent_lesion_map,
     pooled_lesion_map,
     pull,
@@ -131,3 +136,59 @@ def test_alpha0_is_converted_from_the_latent_scale_it_was_set_for():
     theirs_weight = anatomy_weight(mean_change * 0.18215, torch.tensor(0.0), 20.0)
     ours_weight = anatomy_weight(mean_change * 0.3, torch.tensor(0.0), ours)
     torch.testing.assert_close(ours_weight, theirs_weight)
+
+
+def test_replace_outside_keeps_the_source_outside_the_lesion():
+    s = NoiseSchedule.linear(100, 1e-4, 2e-2)
+    g = torch.Generator().manual_seed(0)
+    src, noise = torch.randn(1, 2, 4, 4, 4, generator=g), torch.randn(1, 2, 4, 4, 4, generator=g)
+    keep = torch.ones(1, 1, 4, 4, 4)
+    keep[..., 0, 0, 0] = 0
+    moved = StepOutput(src + 5, src + 5)
+    out = ReplaceOutside(s, src, keep, noise)(moved, t=50, t_prev=40)
+    expected = q_sample(s, src, torch.tensor([40]), noise)
+    torch.testing.assert_close(
+        out.prev_sample[keep.expand_as(src) > 0], expected[keep.expand_as(src) > 0]
+    )
+    assert torch.equal(out.prev_sample[..., 0, 0, 0], src[..., 0, 0, 0] + 5)
+    final = ReplaceOutside(s, src, keep, noise)(moved, t=5, t_prev=-1)
+    torch.testing.assert_close(final.prev_sample[..., 1:, :, :], src[..., 1:, :, :])
+
+
+def test_hard_mask_hooks_free_exactly_the_soft_map():
+    s = NoiseSchedule.linear(100, 1e-4, 2e-2)
+    soft = torch.zeros(1, 1, 4, 4, 4)
+    soft[..., 1, 1, 1] = 0.3
+    src = torch.zeros(1, 2, 4, 4, 4)
+    (guide,) = hard_mask_hooks(
+        EditContext(GuidanceConfig(), s, src, soft, torch.zeros_like(src), 50)
+    )
+    assert guide.keep.sum() == 63 and guide.keep[0, 0, 1, 1, 1] == 0
+
+
+def test_end_at_finishes_the_edit_at_the_given_latent_cropped_as_the_edit():
+    s = NoiseSchedule.linear(100, 1e-4, 2e-2)
+    target = torch.arange(2 * 6 * 6 * 6, dtype=torch.float32).reshape(1, 2, 6, 6, 6)
+    src = torch.zeros(1, 2, 4, 4, 4)
+    crop = (slice(1, 5), slice(0, 4), slice(2, 6))
+    state = EditContext(GuidanceConfig(), s, src, torch.zeros(1, 1, 4, 4, 4), src, 50, crop)
+    step = StepOutput(torch.randn_like(src), torch.randn_like(src))
+    (hook,) = end_at(target)(state)
+    final = hook(step, t=5, t_prev=-1)
+    torch.testing.assert_close(final.prev_sample, target[..., 1:5, 0:4, 2:6])
+    whole = EditContext(GuidanceConfig(), s, target, torch.zeros(1, 1, 6, 6, 6), target, 50)
+    (hook,) = end_at(target)(whole)
+    final = hook(StepOutput(target + 1, target + 1), t=5, t_prev=-1)
+    torch.testing.assert_close(final.prev_sample, target)
+
+
+def test_consistency_hooks_are_acg_and_lcg_or_none_for_sdedit():
+    src = torch.zeros(1, 2, 4, 4, 4)
+    soft = torch.ones(1, 1, 4, 4, 4)
+    ctx = EditContext(GuidanceConfig(), S, src, soft, torch.zeros_like(src), 50)
+    (hook,) = consistency_hooks(ctx)
+    assert isinstance(hook, ConsistencyGuidance) and hook.soft_map is soft
+    no_lcg = EditContext(GuidanceConfig(lesion=False), S, src, soft, src, 50)
+    assert consistency_hooks(no_lcg)[0].soft_map is None
+    sdedit = EditContext(GuidanceConfig(anatomy=False, lesion=False), S, src, soft, src, 50)
+    assert consistency_hooks(sdedit) == []

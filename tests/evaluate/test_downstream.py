@@ -13,7 +13,7 @@ from usbrain.data.nifti import Volume
 from usbrain.errors import InputError
 from usbrain.evaluate.downstream import (
     TRAIN_SPLIT,
-    Scan,
+    ManifestScan,
     read_downstream,
     synthesise,
     transfer_mask,
@@ -63,7 +63,7 @@ def test_transfer_mask_as_is_on_one_grid_and_through_model_space_across_grids():
     mask = np.zeros(shape, np.uint8)
     mask[14:19, 14:19, 14:19] = 1
     affine = np.diag([6.0, 6.0, 6.0, 1.0])
-    donor = Scan("d", Volume(brain, affine), Volume(mask, affine), None)
+    donor = ManifestScan("d", Volume(brain, affine), Volume(mask, affine), None)
     same = transfer_mask(donor, Volume(brain, affine), space)
     assert np.array_equal(same, mask)
     # Another grid (shifted 10 mm), whose brain sits 5 voxels further along x: the lesion keeps

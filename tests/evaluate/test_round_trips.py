@@ -9,6 +9,7 @@ import torch
 from tests.conftest import lesion_mask, micro_config, phantom_brain
 from tests.tasks.conftest import LESION, TASK_OVERRIDES
 from usbrain.data.nifti import Volume
+from usbrain.data.scan import Scan
 from usbrain.evaluate.regions import region_mae, region_mean
 from usbrain.evaluate.round_trips import round_trip_scores
 from usbrain.pipeline import Pipeline
@@ -36,10 +37,11 @@ def test_scores_are_the_two_round_trips_of_the_pipelines_own_edits(triple):
         pipe, healthy, sick, mask, seed=3, dice=lambda a: seen.append(a) or 0.5
     )
 
-    s, region = pipe.config.sampling, mask.data > 0
-    inserted = lesion(pipe, healthy, mask, s, 3).image
-    back = heal(pipe, inserted, mask, s, 3).image.data
-    again = lesion(pipe, heal(pipe, sick, mask, s, 3).image, mask, s, 3).image.data
+    s, region, space = pipe.config.sampling, mask.data > 0, pipe.config.space
+    inserted = lesion(pipe, Scan.load(healthy, space, mask), s, 3).image
+    back = heal(pipe, Scan.load(inserted, space, mask), s, 3).image.data
+    healed = heal(pipe, Scan.load(sick, space, mask), s, 3).image
+    again = lesion(pipe, Scan.load(healed, space, mask), s, 3).image.data
     assert scores["insert_heal_mae"] == pytest.approx(region_mae(back, healthy.data, region))
     assert scores["insert_heal_mae_ratio"] == pytest.approx(
         region_mae(back, healthy.data, region) / region_mae(inserted.data, healthy.data, region)

@@ -38,7 +38,6 @@ def test_from_noise_the_brain_is_guided_by_the_generation_scale_not_the_edit_sca
 
 def test_the_mask_latent_is_clamped_as_the_training_condition(pipeline_dir, tmp_path, monkeypatch):
     import usbrain.tasks.condition as task
-    from usbrain.tasks.common import encode
 
     pipe = Pipeline.from_pretrained(pipeline_dir)
     pipe.config = replace(
@@ -59,7 +58,7 @@ def test_the_mask_latent_is_clamped_as_the_training_condition(pipeline_dir, tmp_
     # the clamp bit: the encoded mask itself reaches beyond ±clip
     grid = np.zeros(pipe.config.space.size, np.float32)
     grid[6:10, 6:10, 6:10] = 1.0
-    assert encode(pipe, grid).abs().max() > 0.01
+    assert pipe.coder(pipe.config.sampling).encode(grid).abs().max() > 0.01
 
 
 def test_estimated_condition_is_another_deterministic_sample(pipeline_dir, tmp_path):

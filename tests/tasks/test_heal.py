@@ -14,10 +14,10 @@ import torch
 from tests.tasks.test_commands import RESULT_FILES, files, run
 from usbrain.config import FindLesion, load_config
 from usbrain.data.nifti import load_image, load_mask
+from usbrain.data.scan import Scan
 from usbrain.diffusion.schedule import NoiseSchedule
 from usbrain.errors import ConfigError
 from usbrain.pipeline import Pipeline
-from usbrain.tasks.common import edit_sampler
 from usbrain.tasks.heal import heal
 from usbrain.tasks.lesion import lesion
 
@@ -48,16 +48,16 @@ def test_samples_average_the_single_seed_runs_and_give_their_std(task, pipeline_
     pipe = _moving(pipeline_dir)
     run_task = heal if task == "heal" else lesion
     image = load_image(scans["image" if task == "heal" else "healthy"])
-    mask = load_mask(scans["mask"])
+    scan = Scan.load(image, pipe.config.space, load_mask(scans["mask"]))
     sampling = pipe.config.sampling
-    singles = [run_task(pipe, image, mask, sampling, seed=s).image.data for s in (5, 6, 7, 8)]
+    singles = [run_task(pipe, scan, sampling, seed=s).image.data for s in (5, 6, 7, 8)]
     assert not np.array_equal(singles[0], singles[1])
-    four = run_task(pipe, image, mask, sampling, seed=5, samples=4)
+    four = run_task(pipe, scan, sampling, seed=5, samples=4)
     stack = np.stack(singles).astype(np.float64)
     np.testing.assert_allclose(four.image.data, stack.mean(0), rtol=0, atol=1e-4)
     np.testing.assert_allclose(four.maps["std"], stack.std(0), rtol=0, atol=1e-4)
     assert four.info["seeds"] == [5, 6, 7, 8] and four.maps["std"].dtype == np.float32
-    one = run_task(pipe, image, mask, sampling, seed=5, samples=1)
+    one = run_task(pipe, scan, sampling, seed=5, samples=1)
     assert np.array_equal(one.image.data, singles[0]) and one.maps == {}
 
 
@@ -103,42 +103,46 @@ def test_heal_without_a_mask_finds_the_lesion_by_anomaly_or_by_the_lesion_chain(
 ):
     pipe = _moving(pipeline_dir)
     image = load_image(scans["image"])
+    scan = Scan.load(image, pipe.config.space)
     base = pipe.config.sampling
-    by_anomaly = heal(pipe, image, None, replace(base, anomaly_threshold=0.0), seed=1)
+    by_anomaly = heal(pipe, scan, replace(base, anomaly_threshold=0.0), seed=1)
     relative = by_anomaly.maps["anomaly"] > 0
     assert by_anomaly.mask.data.sum() == np.count_nonzero(relative & (image.data > 0))
-    strict = heal(pipe, image, None, replace(base, anomaly_threshold=10.0), seed=1)
+    strict = heal(pipe, scan, replace(base, anomaly_threshold=10.0), seed=1)
     assert not strict.mask.data.any()
     assert np.array_equal(strict.image.data, by_anomaly.image.data)  # only the mask differs
     segment = replace(base, find_lesion=FindLesion.SEGMENT, threshold=-1e9)
-    by_chain = heal(pipe, image, None, segment, seed=1)
+    by_chain = heal(pipe, scan, segment, seed=1)
     assert by_chain.info["lesion_found_by"] == "segment"
     assert by_chain.mask.data.shape == image.shape and by_chain.mask.data.any()
 
     # its own alpha0: 0 means alpha0's; another value moves it differently
     def healed_with(alpha0_without_mask: float) -> np.ndarray:
         g = replace(base.guidance, alpha0_without_mask=alpha0_without_mask)
-        return heal(pipe, image, None, replace(base, guidance=g), seed=1).image.data
+        return heal(pipe, scan, replace(base, guidance=g), seed=1).image.data
 
     unset = healed_with(0.0)
     assert np.array_equal(unset, healed_with(base.guidance.alpha0))
     assert not np.array_equal(unset, healed_with(base.guidance.alpha0 * 3 + 1))
     # ACG alone: without LCG nothing is released, so with a mask given the edit differs
-    with_mask = heal(pipe, image, load_mask(scans["mask"]), base, seed=1)
+    with_mask = heal(
+        pipe, Scan.load(image, pipe.config.space, load_mask(scans["mask"])), base, seed=1
+    )
     assert not np.array_equal(with_mask.image.data, by_anomaly.image.data)
 
 
 def test_the_paper_preset_edits_visit_every_timestep_below_t_start():
     config = load_config("paper")
+    # Only the schedule matters to the sampler: no need to build the paper's networks.
     pipe = SimpleNamespace(schedule=NoiseSchedule.from_config(config.diffusion))
     s = config.sampling
-    heal_steps = edit_sampler(pipe, s, s.t_start_heal).timesteps
-    lesion_steps = edit_sampler(pipe, s, s.t_start_lesion).timesteps
+    heal_steps = Pipeline.sampler(pipe, s, s.t_start_heal).timesteps
+    lesion_steps = Pipeline.sampler(pipe, s, s.t_start_lesion).timesteps
     assert (len(heal_steps), len(lesion_steps)) == (300, 500)
     assert heal_steps[0] == 299 and heal_steps[-1] == 0
     # the generation grid (the tiny preset's way) takes far fewer
     tiny = load_config("tiny").sampling
-    assert len(edit_sampler(pipe, tiny, tiny.t_start_heal).timesteps) < 20
+    assert len(Pipeline.sampler(pipe, tiny, tiny.t_start_heal).timesteps) < 20
     with pytest.raises(ConfigError):
         load_config("tiny", overrides=["sampling.edit_stride=-1"])
 
@@ -155,7 +159,8 @@ def _heal(pipe, scans, dilation: int, extra: int) -> np.ndarray:
     s = replace(pipe.config.sampling, steps=4)
     s = replace(s, guidance=replace(s.guidance, dilation=dilation, heal_extra_dilation=extra))
     with torch.inference_mode():
-        return heal(pipe, load_image(scans["image"]), load_mask(scans["mask"]), s).image.data
+        scan = Scan.load(load_image(scans["image"]), pipe.config.space, load_mask(scans["mask"]))
+        return heal(pipe, scan, s).image.data
 
 
 def test_heal_releases_its_extra_dilation_on_top_of_the_shared_one(pipeline_dir, scans):

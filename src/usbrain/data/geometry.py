@@ -20,6 +20,10 @@ from usbrain.errors import InputError
 
 Box = tuple[tuple[int, int], tuple[int, int], tuple[int, int]]
 
+# Centroid of the MNI152 2009a brain mask (mm): generated volumes are centred here, and masks
+# given without an image (``condition``) are assumed to be in MNI space, as ATLAS ships them.
+MNI_BRAIN_CENTRE_MM = np.array([0.0, -22.0, 9.5])
+
 
 def model_affine(centre_mm: np.ndarray, space: ModelSpace) -> np.ndarray:
     """RAS+ isotropic affine of ``space`` whose grid centre lies at world point ``centre_mm``.

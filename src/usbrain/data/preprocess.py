@@ -93,9 +93,10 @@ def resample(
     return out.astype(np.float32)
 
 
-def geometry_for(image: Volume, space: ModelSpace) -> Geometry:
-    """The model grid and intensity window for ``image``: centred on its brain."""
-    brain = brain_mask(image.data)
+def geometry_for(image: Volume, space: ModelSpace, brain: np.ndarray | None = None) -> Geometry:
+    """The model grid and intensity window for ``image``: centred on its brain (``brain``: its
+    :func:`brain_mask`, if the caller has it already)."""
+    brain = brain_mask(image.data) if brain is None else brain
     if not brain.any():
         raise InputError(f"{image.name}: no brain found (image has no positive voxels)")
     try:

@@ -16,18 +16,18 @@ so a seed fixes the result on any device.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 
 from usbrain.config import Coupling
+from usbrain.diffusion.guidance import Hook, classifier_free_eps
 from usbrain.diffusion.paired import brain_condition, lesion_condition
 from usbrain.diffusion.prediction import NoisePredictor
-from usbrain.diffusion.samplers import Sampler, StepOutput
+from usbrain.diffusion.samplers import Sampler
 from usbrain.diffusion.schedule import NoiseSchedule, q_sample
 from usbrain.progress import progress_bar
 
-Guidance = Callable[[StepOutput, int, int], StepOutput]
 ConditionFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (x_t, t) → condition
 
 
@@ -70,25 +70,6 @@ def sample_pair(
     return x, m
 
 
-def guided_eps_brain(
-    denoiser: NoisePredictor,
-    x: torch.Tensor,
-    t: torch.Tensor,
-    condition: torch.Tensor,
-    scale: float,
-) -> torch.Tensor:
-    """The brain model's ε̂ under classifier-free guidance of weight ``scale`` on the mask
-    ``condition`` (1: the plain conditioned prediction); the conditioned and the zero-condition
-    passes run as one batch of 2B."""
-    if scale == 1.0:
-        return denoiser.eps_brain(x, t, condition)
-    both = denoiser.eps_brain(
-        torch.cat([x, x]), torch.cat([t, t]), torch.cat([condition, torch.zeros_like(condition)])
-    )
-    conditioned, unconditioned = both.chunk(2)
-    return unconditioned + scale * (conditioned - unconditioned)
-
-
 def estimated_condition(
     denoiser: NoisePredictor,
     schedule: NoiseSchedule,
@@ -116,13 +97,14 @@ def sample_brain(
     start: torch.Tensor,
     timesteps: list[int],
     generator: torch.Generator,
-    guidance: Guidance | None = None,
+    hooks: Sequence[Hook] = (),
     progress: bool = False,
     condition_scale: float = 1.0,
 ) -> torch.Tensor:
     """Denoise the brain latent ``start`` (noisy at ``timesteps[0]``) to a clean estimate, the
     brain model conditioned on the mask latent ``condition`` (or on ``condition(x_t, t)``) at
-    every step (classifier-free guided with ``condition_scale``, see :func:`guided_eps_brain`).
+    every step (classifier-free guided with ``condition_scale``), each step's output passed
+    through ``hooks`` in order (:mod:`usbrain.diffusion.guidance`).
 
     Returns the last step's (guided) estimate of the clean latent.
     """
@@ -132,10 +114,10 @@ def sample_brain(
     for t in _steps(timesteps, "denoise", progress):
         tt = _batch_t(t, x)
         cond = condition(x, tt) if callable(condition) else condition
-        eps_x = guided_eps_brain(denoiser, x, tt, cond, condition_scale)
+        eps_x = classifier_free_eps(denoiser, x, tt, cond, condition_scale)
         out = sampler.step(eps_x, t, x, generator)
-        if guidance is not None:
-            out = guidance(out, t, sampler.previous_timestep(t))
+        for hook in hooks:
+            out = hook(out, t, sampler.previous_timestep(t))
         x, x0 = out.prev_sample, out.pred_original_sample
     return x0
 

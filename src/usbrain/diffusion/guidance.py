@@ -1,4 +1,11 @@
-"""Consistency guidance for edits (design.md §2): pure functions of tensors.
+"""Guidance: everything that steers a sampling chain away from the plain U-Net prediction.
+
+Classifier-free guidance acts on the brain model's ε̂ (:func:`classifier_free_eps`). Everything
+else is a *hook*: a function ``(StepOutput, t, t_prev) → StepOutput`` applied after each sampler
+step. An edit's hooks are built from its :class:`EditContext` by a :data:`HookBuilder`; USB's
+is :func:`consistency_hooks` (ACG + LCG), and the benchmark's baselines are other builders —
+:func:`hard_mask_hooks` (latent inpainting) and :func:`end_at` (the "true latent" floor) — so a
+baseline is a different list of hooks, not a different code path.
 
 After each sampler step of an edit, with source latent ``x_src``:
 
@@ -13,7 +20,7 @@ After each sampler step of an edit, with source latent ``x_src``:
 every timestep below ``t_start``, so there ``N`` is both the number of steps and ``t_start``; fixing
 ``N = t_start`` keeps the guidance schedule the same when a faster sampler takes fewer steps.
 
-Guidance knows nothing about U-Nets: :class:`ConsistencyGuidance` takes a sampler's
+Guidance knows nothing about U-Nets: a hook takes a sampler's
 :class:`~usbrain.diffusion.samplers.StepOutput` and returns the corrected one.
 """
 
@@ -21,13 +28,37 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
 from usbrain.config import GuidanceConfig, LesionMap, PullTarget
+from usbrain.diffusion.prediction import NoisePredictor
 from usbrain.diffusion.samplers import StepOutput
 from usbrain.diffusion.schedule import NoiseSchedule, q_sample
+from usbrain.models.coder import Box
+
+Hook = Callable[[StepOutput, int, int], StepOutput]
+
+
+def classifier_free_eps(
+    predictor: NoisePredictor,
+    x: torch.Tensor,
+    t: torch.Tensor,
+    condition: torch.Tensor,
+    scale: float,
+) -> torch.Tensor:
+    """The brain model's ε̂ under classifier-free guidance of weight ``scale`` on the mask
+    ``condition`` (1: the plain conditioned prediction); the conditioned and the zero-condition
+    passes run as one batch of 2B."""
+    if scale == 1.0:
+        return predictor.eps_brain(x, t, condition)
+    both = predictor.eps_brain(
+        torch.cat([x, x]), torch.cat([t, t]), torch.cat([condition, torch.zeros_like(condition)])
+    )
+    conditioned, unconditioned = both.chunk(2)
+    return unconditioned + scale * (conditioned - unconditioned)
 
 
 def acg_strength(t: int, horizon: int, alpha0: float, decay: float) -> float:
@@ -164,3 +195,77 @@ def soft_lesion_map(
     if config.lesion_map is LesionMap.LATENT:
         return latent_lesion_map(*mask_latents())
     return pooled_lesion_map(mask, latent_shape, config.kernel, config.dilation)
+
+
+@dataclass(frozen=True)
+class EditContext:
+    """What an edit's hooks may use: the guidance ``config`` (``alpha0`` in latent units), the
+    ``schedule``, the source latent ``x_src`` (1, C, d, h, w), the ``soft_map`` (1, 1, d, h, w)
+    of the lesion, the start ``noise``, the ``horizon`` (the edit's first timestep) and the
+    ``crop`` of the whole latent the edit runs in (None: all of it)."""
+
+    config: GuidanceConfig
+    schedule: NoiseSchedule
+    x_src: torch.Tensor
+    soft_map: torch.Tensor
+    noise: torch.Tensor
+    horizon: int
+    crop: Box | None = None
+
+
+HookBuilder = Callable[[EditContext], list[Hook]]
+
+
+def consistency_hooks(ctx: EditContext) -> list[Hook]:
+    """USB's edit guidance: ACG + LCG as configured (no hook when both are off: SDEdit)."""
+    cfg = ctx.config
+    if not (cfg.anatomy or cfg.lesion):
+        return []
+    soft = ctx.soft_map if cfg.lesion else None
+    return [ConsistencyGuidance(cfg, ctx.schedule, ctx.x_src, soft, ctx.noise, ctx.horizon)]
+
+
+class ReplaceOutside:
+    """Hard-mask latent inpainting (RePaint-style replacement, without resampling loops): after
+    every step the latent outside the lesion is replaced by the source noised to the next
+    step's level, and the final estimate by the clean source. ``keep``: (B, 1, d, h, w) {0, 1},
+    1 outside the lesion."""
+
+    def __init__(
+        self, schedule: NoiseSchedule, x_src: torch.Tensor, keep: torch.Tensor, noise: torch.Tensor
+    ) -> None:
+        self.schedule = schedule
+        self.x_src = x_src
+        self.keep = keep
+        self.noise = noise
+
+    def __call__(self, out: StepOutput, t: int, t_prev: int) -> StepOutput:
+        if t_prev < 0:
+            target = self.x_src
+        else:
+            steps = torch.full((self.x_src.shape[0],), t_prev, device=self.x_src.device)
+            target = q_sample(self.schedule, self.x_src, steps, self.noise)
+        return StepOutput(
+            prev_sample=self.keep * target + (1 - self.keep) * out.prev_sample,
+            pred_original_sample=self.keep * self.x_src
+            + (1 - self.keep) * out.pred_original_sample,
+        )
+
+
+def hard_mask_hooks(ctx: EditContext) -> list[Hook]:
+    """Hard-mask inpainting: the lesion region is where the soft map is nonzero."""
+    keep = (ctx.soft_map <= 0).to(ctx.x_src.dtype)
+    return [ReplaceOutside(ctx.schedule, ctx.x_src, keep, ctx.noise)]
+
+
+def end_at(latent: torch.Tensor) -> HookBuilder:
+    """Hooks for an edit that ends at ``latent`` (1, C, d, h, w, of the whole scan): after
+    every step the edit's latent is replaced by it (cropped as the edit is), noised to the next
+    step's level, and the last by ``latent`` itself."""
+
+    def build(ctx: EditContext) -> list[Hook]:
+        target = latent[(..., *ctx.crop)] if ctx.crop else latent
+        keep = torch.ones_like(ctx.soft_map)
+        return [ReplaceOutside(ctx.schedule, target, keep, ctx.noise)]
+
+    return build

@@ -5,9 +5,10 @@ Heal (remove a lesion):
 - :func:`fill_mirror`: the lesion filled from the contralateral hemisphere (mirrored across the
   mid-sagittal plane x = 0 of MNI space, where the built-in cohort and ATLAS scans live);
 - SDEdit and hard-mask latent inpainting: the same model and edit as ``heal`` with the guidance
-  replaced (:func:`sdedit_config`, :class:`ReplaceOutside`);
+  replaced (:func:`sdedit_config`; :func:`usbrain.diffusion.guidance.hard_mask_hooks`);
 - and a floor rather than a baseline: ``heal`` ending at the healthy scan's own latent
-  (:func:`end_at`), what a perfect denoiser would score with this autoencoder and model grid.
+  (:func:`usbrain.diffusion.guidance.end_at`), what a perfect denoiser would score with this
+  autoencoder and model grid.
 
 Lesion insertion:
 - :func:`paste_lesion_intensities`: a real lesion's intensities (relative to its scan's white
@@ -25,15 +26,11 @@ from dataclasses import replace
 
 import nibabel as nib
 import numpy as np
-import torch
 from scipy import ndimage
 
 from usbrain.config import LesionMap, PullTarget, SamplingConfig
 from usbrain.data.preprocess import brain_mask
 from usbrain.data.pseudo import embed_lesion, white_matter_mean
-from usbrain.diffusion.samplers import StepOutput
-from usbrain.diffusion.schedule import NoiseSchedule, q_sample
-from usbrain.tasks.edit import EditState
 
 PAPER_STEPS = 300  # the paper's DDIM steps, against our faster default
 
@@ -109,49 +106,3 @@ def ablation_configs(sampling: SamplingConfig, timesteps: int) -> dict[str, Samp
         f"map-{other_map}": replace(sampling, guidance=replace(g, lesion_map=other_map)),
         f"{steps}-steps": replace(sampling, steps=steps),
     }
-
-
-def replace_outside(state: EditState) -> ReplaceOutside:
-    """Hard-mask inpainting for an edit: the lesion region is where its soft map is nonzero."""
-    keep = (state.soft_map <= 0).to(state.x_src.dtype)
-    return ReplaceOutside(state.schedule, state.x_src, keep, state.noise)
-
-
-def end_at(latent: torch.Tensor):
-    """Guidance for an edit that ends at ``latent`` (1, C, d, h, w, of the whole scan): after
-    every step the edit's latent is replaced by it (cropped as the edit is), noised to the next
-    step's level, and the last by ``latent`` itself."""
-
-    def build(state: EditState) -> ReplaceOutside:
-        target = latent[(..., *state.crop)] if state.crop else latent
-        keep = torch.ones_like(state.soft_map)
-        return ReplaceOutside(state.schedule, target, keep, state.noise)
-
-    return build
-
-
-class ReplaceOutside:
-    """Hard-mask latent inpainting (RePaint-style replacement, without resampling loops): after
-    every step the latent outside the lesion is replaced by the source noised to the next
-    step's level, and the final estimate by the clean source. ``keep``: (B, 1, d, h, w) {0, 1},
-    1 outside the lesion."""
-
-    def __init__(
-        self, schedule: NoiseSchedule, x_src: torch.Tensor, keep: torch.Tensor, noise: torch.Tensor
-    ) -> None:
-        self.schedule = schedule
-        self.x_src = x_src
-        self.keep = keep
-        self.noise = noise
-
-    def __call__(self, out: StepOutput, t: int, t_prev: int) -> StepOutput:
-        if t_prev < 0:
-            target = self.x_src
-        else:
-            steps = torch.full((self.x_src.shape[0],), t_prev, device=self.x_src.device)
-            target = q_sample(self.schedule, self.x_src, steps, self.noise)
-        return StepOutput(
-            prev_sample=self.keep * target + (1 - self.keep) * out.prev_sample,
-            pred_original_sample=self.keep * self.x_src
-            + (1 - self.keep) * out.pred_original_sample,
-        )

@@ -42,15 +42,15 @@ from usbrain.data.masks import voxel_ml
 from usbrain.data.nifti import Volume, load_image, load_mask
 from usbrain.data.preprocess import VolumeKind, preprocess, to_model
 from usbrain.data.pseudo import sample_lesion_ratio
+from usbrain.data.scan import Scan
+from usbrain.diffusion.guidance import end_at, hard_mask_hooks
 from usbrain.errors import InputError
 from usbrain.evaluate.baselines import (
     ablation_configs,
-    end_at,
     fill_mirror,
     fill_white_matter,
     intensity_model_lesion,
     paste_lesion_intensities,
-    replace_outside,
     sdedit_config,
 )
 from usbrain.evaluate.lesions import (
@@ -70,7 +70,6 @@ from usbrain.evaluate.segmenter import (
 from usbrain.evaluate.summary import nan_median
 from usbrain.evaluate.tasks import OUTSIDE_DILATION, heal_scores, lesion_scores
 from usbrain.pipeline import Pipeline
-from usbrain.tasks.common import encode, prepare_edit
 from usbrain.tasks.heal import heal
 from usbrain.tasks.lesion import lesion
 
@@ -252,6 +251,11 @@ class SegmenterScores:
         return rows
 
 
+def _scan(pipe: Pipeline, volume: Volume, case: Case) -> Scan:
+    """``volume`` (the case's sick or healthy scan) with the case's lesion, in model space."""
+    return Scan.load(volume, pipe.config.space, case.mask)
+
+
 def _usb_variants(pipe: Pipeline, edit, source: str, seed: int, ablations: bool):
     """``usb`` and, with ``ablations``, ``usb <ablation>`` for each of :func:`ablation_configs`."""
     s = pipe.config.sampling
@@ -261,7 +265,7 @@ def _usb_variants(pipe: Pipeline, edit, source: str, seed: int, ablations: bool)
         configs |= {f"usb {name}": cfg for name, cfg in more.items()}
 
     def method(cfg):
-        return lambda c, _: edit(pipe, getattr(c, source), c.mask, cfg, seed).image.data
+        return lambda c, _: edit(pipe, _scan(pipe, getattr(c, source), c), cfg, seed).image.data
 
     return {name: method(cfg) for name, cfg in configs.items()}
 
@@ -270,15 +274,17 @@ def heal_methods(pipe: Pipeline, seed: int, ablations: bool = False) -> dict[str
     s = pipe.config.sampling
 
     def floor(c: Case, _: int) -> np.ndarray:
-        geometry = prepare_edit(pipe, c.sick, c.mask).geometry
-        healthy = encode(pipe, to_model(c.healthy, geometry, VolumeKind.IMAGE))
-        return heal(pipe, c.sick, c.mask, s, seed, guidance_for=end_at(healthy)).image.data
+        scan = _scan(pipe, c.sick, c)
+        healthy = pipe.coder(s).encode(to_model(c.healthy, scan.geometry, VolumeKind.IMAGE))
+        return heal(pipe, scan, s, seed, hooks=end_at(healthy)).image.data
 
     return {
         **_usb_variants(pipe, heal, "sick", seed, ablations),
-        "sdedit": lambda c, _: heal(pipe, c.sick, c.mask, sdedit_config(s), seed).image.data,
+        "sdedit": lambda c, _: (
+            heal(pipe, _scan(pipe, c.sick, c), sdedit_config(s), seed).image.data
+        ),
         "inpaint": lambda c, _: (
-            heal(pipe, c.sick, c.mask, s, seed, guidance_for=replace_outside).image.data
+            heal(pipe, _scan(pipe, c.sick, c), s, seed, hooks=hard_mask_hooks).image.data
         ),
         "wm-fill": lambda c, _: fill_white_matter(c.sick.data, c.mask.data),
         "mirror-fill": lambda c, _: fill_mirror(c.sick.data, c.mask.data, c.sick.affine),
@@ -305,7 +311,9 @@ def lesion_methods(
     return {
         **_usb_variants(pipe, lesion, "healthy", seed, ablations),
         "sdedit-acg": lambda c, _: (
-            lesion(pipe, c.healthy, c.mask, sdedit_config(s, keep_anatomy=True), seed).image.data
+            lesion(
+                pipe, _scan(pipe, c.healthy, c), sdedit_config(s, keep_anatomy=True), seed
+            ).image.data
         ),
         "paste": paste,
         "intensity-model": modelled,

@@ -36,6 +36,7 @@ from usbrain.data.datasets import Record, read_manifest
 from usbrain.data.masks import lesion_ml
 from usbrain.data.nifti import GRID_ATOL_MM, Volume, load_image, load_mask
 from usbrain.data.preprocess import VolumeKind, brain_mask, geometry_for, preprocess, to_native
+from usbrain.data.scan import Scan
 from usbrain.errors import InputError
 from usbrain.evaluate.baselines import paste_lesion_intensities
 from usbrain.evaluate.lesions import lesion_dice
@@ -54,7 +55,7 @@ SETS = ("real", "real + usb", "real + copy-paste")
 
 
 @dataclass(frozen=True)
-class Scan:
+class ManifestScan:
     """A native scan of the manifest with its lesion mask (maybe empty) and healthy version."""
 
     subject: str
@@ -75,14 +76,14 @@ class DownstreamData:
 
     manifest: Path
     split: str
-    train: list[Scan]
-    recipients: list[Scan]
-    donors: list[Scan]
-    test: list[Scan]
+    train: list[ManifestScan]
+    recipients: list[ManifestScan]
+    donors: list[ManifestScan]
+    test: list[ManifestScan]
 
 
-def _scan(record: Record) -> Scan:
-    return Scan(
+def _scan(record: Record) -> ManifestScan:
+    return ManifestScan(
         record.subject,
         load_image(record.image),
         None if record.mask is None else load_mask(record.mask),
@@ -139,7 +140,7 @@ def _same_grid(a: Volume, b: Volume) -> bool:
     return a.shape == b.shape and np.allclose(a.affine, b.affine, atol=GRID_ATOL_MM)
 
 
-def transfer_mask(donor: Scan, recipient: Volume, space: ModelSpace) -> np.ndarray:
+def transfer_mask(donor: ManifestScan, recipient: Volume, space: ModelSpace) -> np.ndarray:
     """``donor``'s lesion mask on ``recipient``'s grid, cut to its brain: uint8 {0, 1}.
 
     As is when both scans share a grid, else through model space (donor → model grid centred on
@@ -187,7 +188,8 @@ def synthesise(
             mask_volume = Volume(mask, healthy.affine, donor.mask.path, healthy.header)
             try:
                 with torch.inference_mode():
-                    usb = lesion(pipe, healthy, mask_volume, sampling, seed + i).image.data
+                    scan = Scan.load(healthy, space, mask_volume)
+                    usb = lesion(pipe, scan, sampling, seed + i).image.data
             except InputError:
                 continue  # cut by the model grid or vanishing at its resolution
             pasted = paste_lesion_intensities(

@@ -16,8 +16,8 @@ from usbrain.data.preprocess import preprocess
 from usbrain.evaluate.distribution import frechet_distance, mmd, ms_ssim_diversity
 from usbrain.evaluate.features import FeatureNetwork, extract_features
 from usbrain.pipeline import Pipeline
-from usbrain.tasks.common import Result
 from usbrain.tasks.generate import generate
+from usbrain.tasks.results import Result
 
 MS_SSIM_MIN_SIDE = 28  # three scales of a 7³ window
 

@@ -21,6 +21,7 @@ import numpy as np
 
 from usbrain.data.nifti import Volume
 from usbrain.data.preprocess import brain_mask
+from usbrain.data.scan import Scan
 from usbrain.evaluate.regions import region_mae, region_mean, region_psnr
 from usbrain.pipeline import Pipeline
 from usbrain.tasks.heal import heal
@@ -37,11 +38,11 @@ def round_trip_scores(
 ) -> dict[str, float]:
     """Both round trips for one subject; ``dice`` scores a scan with a lesion inserted (native
     array on ``healthy``'s grid) against ``mask``, if a segmenter is at hand."""
-    s = pipe.config.sampling
-    inserted = lesion(pipe, healthy, mask, s, seed).image
-    back = heal(pipe, inserted, mask, s, seed).image.data
-    healed = heal(pipe, sick, mask, s, seed).image
-    again = lesion(pipe, healed, mask, s, seed).image.data
+    s, space = pipe.config.sampling, pipe.config.space
+    inserted = lesion(pipe, Scan.load(healthy, space, mask), s, seed).image
+    back = heal(pipe, Scan.load(inserted, space, mask), s, seed).image.data
+    healed = heal(pipe, Scan.load(sick, space, mask), s, seed).image
+    again = lesion(pipe, Scan.load(healed, space, mask), s, seed).image.data
 
     region = mask.data > 0
     brain = brain_mask(healthy.data)

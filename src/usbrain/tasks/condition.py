@@ -10,26 +10,16 @@ mask's own grid, intensities in [0, 1].
 from __future__ import annotations
 
 from usbrain.config import ConditionInput, SamplingConfig
+from usbrain.data.geometry import MNI_BRAIN_CENTRE_MM, Geometry
 from usbrain.data.masks import fraction_in_brain
 from usbrain.data.nifti import Volume
 from usbrain.data.preprocess import VolumeKind, brain_mask, to_model, to_native
+from usbrain.data.scan import check_lesion_kept
 from usbrain.diffusion.chains import estimated_condition, randn, sample_brain
 from usbrain.errors import InputError
 from usbrain.pipeline import Pipeline
 from usbrain.progress import progress_bar
-from usbrain.tasks.common import (
-    Result,
-    check_lesion_kept,
-    decode,
-    denoiser_for,
-    device_of,
-    encode,
-    generator,
-    mask_condition,
-    mask_geometry,
-    require_mask_conditioning,
-    sampler_for,
-)
+from usbrain.tasks.results import Result, generator
 
 
 def condition(
@@ -41,27 +31,35 @@ def condition(
     progress: bool = False,
 ) -> list[Result]:
     """``n`` brains for ``mask`` (native grid, {0, 1}); brain ``i`` depends on ``seed + i``."""
-    require_mask_conditioning(pipe, "condition")
-    geometry = mask_geometry(mask, pipe)
+    pipe.require_mask_conditioning("condition")
+    # 1. The mask on the model grid, centred on the MNI brain (identity intensity window: the
+    #    output on the mask's grid is in [0, 1]); a lesion the grid would cut is refused.
+    space = pipe.config.space
+    geometry = Geometry.build(mask.affine, mask.shape, MNI_BRAIN_CENTRE_MM, space, 0.0, 1.0)
     check_lesion_kept(mask, geometry)
     mask_m = to_model(mask, geometry, VolumeKind.MASK)
     if not mask_m.any():
         raise InputError(f"{mask.name}: the lesion vanishes at the model's resolution")
+    # 2. Its latent, as the brain model's condition.
+    coder, sampler, predictor = (
+        pipe.coder(sampling),
+        pipe.sampler(sampling),
+        pipe.predictor(sampling),
+    )
+    condition_latent = pipe.mask_condition(coder.encode(mask_m))
     clip = pipe.config.diffusion.condition_clip
-    condition_latent = mask_condition(pipe, encode(pipe, mask_m))
-    sampler = sampler_for(pipe, sampling)
-    denoiser = denoiser_for(pipe, sampling)
-    device = device_of(pipe)
     results = []
     for i in progress_bar(range(n), desc="samples", disable=not progress or n == 1):
         gen = generator(seed + i)
-        start = randn(tuple(condition_latent.shape), gen, device)
+        # 3. The brain chain from noise, conditioned on the mask (or the lesion model's
+        #    estimate from it at each step's noise level).
+        start = randn(tuple(condition_latent.shape), gen, pipe.device)
         given = condition_latent
         if sampling.condition_input is ConditionInput.ESTIMATE:
-            noise = randn(tuple(condition_latent.shape), gen, device)
-            given = estimated_condition(denoiser, sampler.schedule, condition_latent, noise, clip)
+            noise = randn(tuple(condition_latent.shape), gen, pipe.device)
+            given = estimated_condition(predictor, sampler.schedule, condition_latent, noise, clip)
         x = sample_brain(
-            denoiser,
+            predictor,
             sampler,
             given,
             start,
@@ -70,7 +68,8 @@ def condition(
             progress=progress,
             condition_scale=sampling.generation_condition_scale,
         )
-        image_m = decode(pipe, x).clip(0.0, 1.0)
+        # 4. Decoded and brought to the mask's grid.
+        image_m = coder.decode(x).clip(0.0, 1.0)
         image = to_native(image_m, geometry, VolumeKind.IMAGE)
         info = {
             "seed": seed + i,

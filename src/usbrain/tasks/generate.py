@@ -11,22 +11,14 @@ from __future__ import annotations
 import numpy as np
 
 from usbrain.config import SamplingConfig
+from usbrain.data.geometry import MNI_BRAIN_CENTRE_MM, model_affine
 from usbrain.data.masks import fraction_in_brain, lesion_ml
+from usbrain.data.nifti import Volume
 from usbrain.data.preprocess import brain_mask
 from usbrain.diffusion.chains import randn, sample_brain, sample_pair
 from usbrain.pipeline import Pipeline
 from usbrain.progress import progress_bar
-from usbrain.tasks.common import (
-    Result,
-    decode,
-    denoiser_for,
-    device_of,
-    empty_mask_latent,
-    generator,
-    model_grid_volume,
-    require_mask_conditioning,
-    sampler_for,
-)
+from usbrain.tasks.results import Result, generator
 
 
 def generate(
@@ -44,20 +36,22 @@ def generate(
     True
     """
     if healthy:
-        require_mask_conditioning(pipe, "healthy generation")
-    sampler = sampler_for(pipe, sampling)
-    device = device_of(pipe)
+        pipe.require_mask_conditioning("healthy generation")
+    # 1. The models and the sampler; healthy brains see the empty mask's latent.
+    coder, sampler = pipe.coder(sampling), pipe.sampler(sampling)
     shape = (1, pipe.config.autoencoder.latent_channels, *pipe.config.latent_size)
-    empty = empty_mask_latent(pipe) if healthy else None
+    empty = pipe.empty_mask_latent(coder) if healthy else None
+    affine = model_affine(MNI_BRAIN_CENTRE_MM, pipe.config.space)
     results = []
     for i in progress_bar(range(n), desc="samples", disable=not progress or n == 1):
         gen = generator(seed + i)
+        # 2. Denoise from noise: the brain chain alone, or both chains together.
         if empty is not None:
             x = sample_brain(
-                denoiser_for(pipe, sampling),
+                pipe.predictor(sampling),
                 sampler,
                 empty,
-                randn(shape, gen, device),
+                randn(shape, gen, pipe.device),
                 sampler.timesteps,
                 gen,
                 progress=progress,
@@ -66,17 +60,18 @@ def generate(
             mask = np.zeros(pipe.config.space.size, dtype=np.uint8)
         else:
             x, m = sample_pair(
-                denoiser_for(pipe, sampling),
+                pipe.predictor(sampling),
                 sampler,
                 shape,
                 gen,
                 pipe.config.diffusion.condition_clip,
-                device,
+                pipe.device,
                 progress=progress,
                 coupling=pipe.config.diffusion.coupling,
             )
-            mask = (decode(pipe, m) > sampling.threshold).astype(np.uint8)
-        image = np.clip(decode(pipe, x), 0.0, 1.0)
+            mask = (coder.decode(m) > sampling.threshold).astype(np.uint8)
+        # 3. Decode, and record what the pair holds.
+        image = np.clip(coder.decode(x), 0.0, 1.0)
         info = {
             "seed": seed + i,
             "healthy": healthy,
@@ -84,6 +79,5 @@ def generate(
             "lesion_ml": lesion_ml(mask, pipe.config.space.spacing),
             "lesion_in_brain": fraction_in_brain(mask, brain_mask(image)) if mask.any() else None,
         }
-        image_v, mask_v = model_grid_volume(image, pipe), model_grid_volume(mask, pipe)
-        results.append(Result(image_v, mask_v, None, info))
+        results.append(Result(Volume(image, affine), Volume(mask, affine), None, info))
     return results

@@ -15,122 +15,141 @@ the map ``std``. The result is on the input scan's grid (same affine, shape, int
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import replace
 
 import numpy as np
 import torch
 
 from usbrain.config import FindLesion, SamplingConfig
-from usbrain.data.nifti import Volume
-from usbrain.data.preprocess import Prepared, VolumeKind, brain_mask, to_native
-from usbrain.diffusion.chains import Guidance
+from usbrain.data.preprocess import VolumeKind
+from usbrain.data.scan import Scan
+from usbrain.diffusion.chains import sample_brain
+from usbrain.diffusion.guidance import EditContext, HookBuilder, consistency_hooks
 from usbrain.errors import InputError
+from usbrain.models.coder import scaled
 from usbrain.pipeline import Pipeline
-from usbrain.tasks.common import (
-    Result,
-    check_inside_brain,
-    check_samples,
-    encode,
-    generator,
-    prepare_edit,
-    require_mask_conditioning,
-    sampled_edits,
-)
-from usbrain.tasks.edit import EditState, edit
-from usbrain.tasks.lesion import model_lesion
+from usbrain.tasks import editing
+from usbrain.tasks.lesion import propose_lesion
+from usbrain.tasks.results import Result, check_samples, generator, sampled_edits
 
 
 def heal(
     pipe: Pipeline,
-    image: Volume,
-    mask: Volume | None,
+    scan: Scan,
     sampling: SamplingConfig,
     seed: int = 0,
     t_start: int | None = None,
     blend: bool = False,
     progress: bool = False,
-    guidance_for: Callable[[EditState], Guidance | None] | None = None,
+    hooks: HookBuilder = consistency_hooks,
     samples: int = 1,
 ) -> Result:
-    """The healthy version of ``image``; ``mask`` (on the image's grid) marks the lesion, None
-    lets the model find it.
+    """The healthy version of ``scan``; its lesion (``scan.lesion``) marks what to remove, a
+    scan loaded without one lets the model find it.
 
-    >>> healed = heal(pipe, load_image("sub-1_T1w.nii.gz"), load_mask("sub-1_mask.nii.gz"),
-    ...               pipe.config.sampling)  # doctest: +SKIP
+    >>> scan = Scan.load(load_image("sub-1_T1w.nii.gz"), pipe.config.space,
+    ...                  load_mask("sub-1_mask.nii.gz"))  # doctest: +SKIP
+    >>> healed = heal(pipe, scan, pipe.config.sampling)  # doctest: +SKIP
     """
-    require_mask_conditioning(pipe, "heal")
+    pipe.require_mask_conditioning("heal")
     check_samples(samples)
-    if mask is None and blend:
-        raise InputError(f"{image.name}: --blend needs --mask (it keeps the change near it)")
-    info: dict = {"seed": seed, "with_mask": mask is not None}
-    if mask is not None:
-        info["lesion_in_brain"] = check_inside_brain(image, mask)
-    prepared = prepare_edit(pipe, image, mask)
-    t_start = sampling.t_start_heal if t_start is None else t_start
+    with_mask = scan.lesion is not None
+    if not with_mask and blend:
+        raise InputError(f"{scan.native.name}: --blend needs --mask (it keeps the change near it)")
+    info: dict = {"seed": seed, "with_mask": with_mask}
+    if with_mask:
+        info["lesion_in_brain"] = scan.lesion_in_brain
+
+    # 1. What may change. With a mask, LCG releases it (grown by heal_extra_dilation); without
+    #    one, nothing is released and ACG alone lets the model depart where it must.
     g = sampling.guidance
-    if mask is None:  # ACG alone: nothing is released, the model departs where it must
-        alpha0 = g.alpha0_without_mask or g.alpha0
-        sampling = replace(sampling, guidance=replace(g, lesion=False, alpha0=alpha0))
-        lesion_m = np.zeros(prepared.image.shape, np.uint8)
+    if with_mask:
+        g = replace(g, dilation=g.dilation + g.heal_extra_dilation)
+        lesion_m = scan.lesion
     else:
-        sampling = replace(
-            sampling, guidance=replace(g, dilation=g.dilation + g.heal_extra_dilation)
-        )
-        lesion_m = prepared.mask
-    x_src = encode(pipe, prepared.image) if mask is None else None
+        g = replace(g, lesion=False, alpha0=g.alpha0_without_mask or g.alpha0)
+        lesion_m = np.zeros(scan.image.shape, np.uint8)
+    sampling = replace(sampling, guidance=g)
+    coder = pipe.coder(sampling)
+    x_whole = None if with_mask else coder.encode(scan.image)  # the search needs all of it
 
     def one(k: int) -> tuple[np.ndarray, dict]:
-        return edit(
-            pipe,
-            image,
-            prepared,
-            lesion_m,
-            None,  # conditioned on the empty mask: healthy
-            t_start,
-            sampling,
-            generator(seed + k),
-            blend,
-            progress,
-            guidance_for,
-            x_src,
-            fill=mask is not None,  # nothing of a known lesion may survive inside its mask
+        gen = generator(seed + k)
+        # 2. The region the edit runs in (all of the latent but for large cropped volumes) and
+        #    its source latent, noised to t_start.
+        sampler = pipe.sampler(sampling, sampling.t_start_heal if t_start is None else t_start)
+        steps = sampler.timesteps
+        region = editing.edit_region(pipe, coder, lesion_m, sampling)
+        image_c, lesion_c = scan.image[region.model], lesion_m[region.model]
+        x_src = coder.encode(image_c) if x_whole is None else x_whole[region.latent]
+        empty = pipe.empty_mask_latent(coder)[region.latent]
+        noise, start = editing.noised_start(pipe.schedule, x_src, steps[0], gen)
+        # 3. Denoise conditioned on the empty mask (healthy), ACG + LCG after every step.
+        guidance = editing.guidance_in_latent_units(pipe, g)
+        soft = editing.lesion_soft_map(guidance, coder, lesion_c, tuple(x_src.shape[2:]), empty)
+        ctx = EditContext(guidance, pipe.schedule, x_src, soft, noise, steps[0], region.crop)
+        x_edit = sample_brain(
+            pipe.predictor(sampling),
+            sampler,
+            pipe.mask_condition(empty),
+            start,
+            steps,
+            gen,
+            hooks(ctx),
+            progress=progress,
+            condition_scale=sampling.condition_scale,
         )
+        # 4. The change D(x_edit) - D(x_src); inside a known lesion the decoded edit itself, so
+        #    nothing the autoencoder cannot represent of the lesion survives there.
+        edited, recon, box = editing.decode_change(coder, x_edit, x_src, soft, region, sampling)
+        delta_c = edited - recon
+        if with_mask:
+            inside = lesion_c > 0
+            if box is not None:  # D(x_edit) was decoded inside the box only
+                in_box = np.zeros(inside.shape, bool)
+                in_box[scaled(box, region.f)] = True
+                inside &= in_box
+            delta_c[inside] = np.clip(edited[inside], 0.0, 1.0) - image_c[inside]
+        delta = np.zeros(lesion_m.shape, np.float32)
+        delta[region.model] = delta_c
+        # 5. Back on the scan's grid: the input plus the change.
+        out = editing.write_back(scan, delta, lesion_m if blend else None)
+        return out, editing.change_info(delta, lesion_m, steps, guidance, blend, region, box)
 
     healed, edit_info, maps = sampled_edits(samples, seed, one)
     info = {**info, **edit_info}
-    if mask is None:
-        anomaly = np.abs(image.data.astype(np.float32) - healed)
-        found = found_lesion(pipe, image, prepared, anomaly, x_src, sampling, seed, progress)
+    mask = scan.mask
+    if not with_mask:  # 6. What the model removed: the lesion it found.
+        anomaly = np.abs(scan.native.data.astype(np.float32) - healed)
+        found = found_lesion(pipe, scan, anomaly, x_whole, sampling, seed, progress)
         maps["anomaly"] = anomaly
-        mask = Volume(found, image.affine, None, image.header)
-        g = prepared.geometry
+        mask = scan.native_volume(found)
+        geometry = scan.geometry
         info |= {
             "lesion_found_by": str(sampling.find_lesion),
             "lesion_voxels": int(found.sum()),
-            "intensity_window": [g.intensity_low, g.intensity_high],
+            "intensity_window": [geometry.intensity_low, geometry.intensity_high],
         }
         if sampling.find_lesion is FindLesion.ANOMALY:
             info["anomaly_threshold"] = sampling.anomaly_threshold
-    return Result(Volume(healed, image.affine, None, image.header), mask, image, info, maps)
+    return Result(scan.native_volume(healed), mask, scan.native, info, maps)
 
 
 def found_lesion(
     pipe: Pipeline,
-    image: Volume,
-    prepared: Prepared,
+    scan: Scan,
     anomaly: np.ndarray,
     x_src: torch.Tensor,
     sampling: SamplingConfig,
     seed: int,
     progress: bool,
 ) -> np.ndarray:
-    """The lesion heal without a mask found, uint8 {0, 1} on the image's grid: the native
+    """The lesion heal without a mask found, uint8 {0, 1} on the scan's grid: the native
     ``anomaly`` over the intensity window above ``sampling.anomaly_threshold`` inside the
     brain, or the lesion chain's estimate for the scan (``sampling.find_lesion``)."""
     if sampling.find_lesion is FindLesion.SEGMENT:
-        found = model_lesion(pipe, prepared, x_src, sampling, generator(seed), progress)
-        return to_native(found, prepared.geometry, VolumeKind.MASK)
-    g = prepared.geometry
+        found = propose_lesion(pipe, scan, x_src, sampling, generator(seed), progress)
+        return scan.to_native(found, VolumeKind.MASK)
+    g = scan.geometry
     relative = anomaly / max(g.intensity_high - g.intensity_low, 1e-12)
-    return ((relative > sampling.anomaly_threshold) & brain_mask(image.data)).astype(np.uint8)
+    return ((relative > sampling.anomaly_threshold) & scan.brain).astype(np.uint8)

@@ -9,31 +9,18 @@ same way. The mask used is returned on the scan's grid.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 import torch
 
 from usbrain.config import SamplingConfig
-from usbrain.data.nifti import Volume
-from usbrain.data.preprocess import Prepared, VolumeKind, brain_mask, to_native
-from usbrain.diffusion.chains import Guidance, sample_lesion
+from usbrain.data.preprocess import VolumeKind, brain_mask
+from usbrain.data.scan import Scan
+from usbrain.diffusion.chains import sample_brain, sample_lesion
+from usbrain.diffusion.guidance import EditContext, HookBuilder, consistency_hooks
 from usbrain.errors import UsbrainError
 from usbrain.pipeline import Pipeline
-from usbrain.tasks.common import (
-    Result,
-    check_inside_brain,
-    check_samples,
-    decode,
-    denoiser_for,
-    encode,
-    generator,
-    prepare_edit,
-    require_mask_conditioning,
-    sampled_edits,
-    sampler_for,
-)
-from usbrain.tasks.edit import EditState, edit
+from usbrain.tasks import editing
+from usbrain.tasks.results import Result, check_samples, generator, sampled_edits
 
 
 class NoLesionProposed(UsbrainError):
@@ -42,77 +29,91 @@ class NoLesionProposed(UsbrainError):
 
 def lesion(
     pipe: Pipeline,
-    image: Volume,
-    mask: Volume | None,
+    scan: Scan,
     sampling: SamplingConfig,
     seed: int = 0,
     t_start: int | None = None,
     blend: bool = False,
     progress: bool = False,
-    guidance_for: Callable[[EditState], Guidance | None] | None = None,
+    hooks: HookBuilder = consistency_hooks,
     samples: int = 1,
 ) -> Result:
-    """``image`` with a lesion inserted where ``mask`` says (None: where the model proposes).
+    """``scan`` with a lesion inserted where its mask (``scan.lesion``) says; a scan loaded
+    without one gets the lesion the model proposes.
 
     ``samples`` K > 1 inserts the same lesion (a proposal is made once, from ``seed``) with K
     seeds and returns the voxel-wise mean, their standard deviation as the map ``std``.
     """
-    require_mask_conditioning(pipe, "lesion")
+    pipe.require_mask_conditioning("lesion")
     check_samples(samples)
     gen = generator(seed)
-    info: dict = {"seed": seed, "proposed": mask is None}
-    if mask is not None:
-        info["lesion_in_brain"] = check_inside_brain(image, mask)
-    prepared = prepare_edit(pipe, image, mask)
-    x_src = None  # with a mask, the edit encodes only what it edits
-    if mask is None:
-        x_src = encode(pipe, prepared.image)
-        lesion_m = model_lesion(pipe, prepared, x_src, sampling, gen, progress)
+    info: dict = {"seed": seed, "proposed": scan.lesion is None}
+    coder = pipe.coder(sampling)
+
+    # 1. The lesion to insert: the given one, or the one the lesion chain draws for this brain.
+    x_whole, mask, lesion_m = None, scan.mask, scan.lesion  # with a mask, only the crop is coded
+    if scan.lesion is None:
+        x_whole = coder.encode(scan.image)
+        lesion_m = propose_lesion(pipe, scan, x_whole, sampling, gen, progress)
         if not lesion_m.any():
             raise NoLesionProposed(
-                f"{image.name}: the model proposed no lesion with seed {seed}; "
+                f"{scan.native.name}: the model proposed no lesion with seed {seed}; "
                 "try another --seed or give --mask"
             )
-        native = to_native(lesion_m, prepared.geometry, VolumeKind.MASK)
-        mask = Volume(native, image.affine, None, image.header)
+        mask = scan.native_volume(scan.to_native(lesion_m, VolumeKind.MASK))
     else:
-        lesion_m = prepared.mask
-    t_start = sampling.t_start_lesion if t_start is None else t_start
+        info["lesion_in_brain"] = scan.lesion_in_brain
+    first_step = sampling.t_start_lesion if t_start is None else t_start
 
     def one(k: int) -> tuple[np.ndarray, dict]:
-        return edit(
-            pipe,
-            image,
-            prepared,
-            lesion_m,
-            lesion_m,  # conditioned on the lesion it inserts
-            t_start,
-            sampling,
-            gen if k == 0 else generator(seed + k),  # sample 0 is the single-sample run
-            blend,
-            progress,
-            guidance_for,
-            x_src,
+        sample_gen = gen if k == 0 else generator(seed + k)  # sample 0 is the single-sample run
+        # 2. The region the edit runs in and its source latent, noised to t_start.
+        sampler = pipe.sampler(sampling, first_step)
+        steps = sampler.timesteps
+        region = editing.edit_region(pipe, coder, lesion_m, sampling)
+        image_c, lesion_c = scan.image[region.model], lesion_m[region.model]
+        x_src = coder.encode(image_c) if x_whole is None else x_whole[region.latent]
+        empty = pipe.empty_mask_latent(coder)[region.latent]
+        lesion_latent = coder.encode(lesion_c)
+        noise, start = editing.noised_start(pipe.schedule, x_src, steps[0], sample_gen)
+        # 3. Denoise conditioned on the lesion it inserts, ACG + LCG after every step.
+        guidance = editing.guidance_in_latent_units(pipe, sampling.guidance)
+        soft = editing.lesion_soft_map(guidance, coder, lesion_c, tuple(x_src.shape[2:]), empty)
+        ctx = EditContext(guidance, pipe.schedule, x_src, soft, noise, steps[0], region.crop)
+        x_edit = sample_brain(
+            pipe.predictor(sampling),
+            sampler,
+            pipe.mask_condition(lesion_latent),
+            start,
+            steps,
+            sample_gen,
+            hooks(ctx),
+            progress=progress,
+            condition_scale=sampling.condition_scale,
         )
+        # 4. The change D(x_edit) - D(x_src), back on the scan's grid added to the input.
+        edited, recon, box = editing.decode_change(coder, x_edit, x_src, soft, region, sampling)
+        delta = np.zeros(lesion_m.shape, np.float32)
+        delta[region.model] = edited - recon
+        out = editing.write_back(scan, delta, lesion_m if blend else None)
+        return out, editing.change_info(delta, lesion_m, steps, guidance, blend, region, box)
 
     inserted, edit_info, maps = sampled_edits(samples, seed, one)
     info = {**info, **edit_info}
-    return Result(Volume(inserted, image.affine, None, image.header), mask, image, info, maps)
+    return Result(scan.native_volume(inserted), mask, scan.native, info, maps)
 
 
-def model_lesion(
+def propose_lesion(
     pipe: Pipeline,
-    prepared: Prepared,
+    scan: Scan,
     x_src: torch.Tensor,
     sampling: SamplingConfig,
     gen: torch.Generator,
     progress: bool = False,
 ) -> np.ndarray:
-    """The lesion the model draws for the scan whose latent is ``x_src`` (1, C, d, h, w): the
-    lesion chain sampled with the brain fixed to it, decoded, above ``sampling.threshold``
-    and inside the brain; uint8 {0, 1} on the model grid."""
-    m0 = sample_lesion(
-        denoiser_for(pipe, sampling), sampler_for(pipe, sampling), x_src, gen, progress
-    )
-    lesion_m = (decode(pipe, m0) > sampling.threshold) & brain_mask(prepared.image)
-    return lesion_m.astype(np.uint8)
+    """The lesion the model draws for ``scan``, whose latent is ``x_src`` (1, C, d, h, w): the
+    lesion chain sampled with the brain fixed to it, decoded, above ``sampling.threshold`` and
+    inside the brain; uint8 {0, 1} on the model grid."""
+    m0 = sample_lesion(pipe.predictor(sampling), pipe.sampler(sampling), x_src, gen, progress)
+    found = (pipe.coder(sampling).decode(m0) > sampling.threshold) & brain_mask(scan.image)
+    return found.astype(np.uint8)

@@ -24,7 +24,7 @@ from usbrain.config import to_dict
 from usbrain.data.nifti import save_nifti
 from usbrain.files import atomic_dir
 from usbrain.pipeline import Pipeline
-from usbrain.tasks.common import Result
+from usbrain.tasks.results import Result
 from usbrain.viz import comparison, save_figure
 
 IMAGE, MASK, MONTAGE, SIDECAR = "image.nii.gz", "mask.nii.gz", "montage.png", "usbrain.json"

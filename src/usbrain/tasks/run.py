@@ -19,16 +19,17 @@ import torch
 
 from usbrain.config import SamplingConfig, load_config
 from usbrain.data.nifti import load_image, load_mask
+from usbrain.data.scan import Scan, mask_on_grid
 from usbrain.errors import InputError, OutputExistsError
 from usbrain.files import atomic_dir, claim
 from usbrain.pipeline import Pipeline
 from usbrain.progress import progress_bar
-from usbrain.tasks.common import Result, check_samples, match_mask_grid
 from usbrain.tasks.condition import condition
 from usbrain.tasks.generate import generate
 from usbrain.tasks.heal import heal
 from usbrain.tasks.lesion import lesion
 from usbrain.tasks.outputs import export_nnunet, provenance, sidecar, write_result
+from usbrain.tasks.results import Result, check_samples
 
 log = logging.getLogger(__name__)
 
@@ -253,12 +254,12 @@ def _edit_one(
     mask = None
     if job.mask is not None:
         mask = load_mask(job.mask, edit.threshold, require_lesion=True)
-        mask = match_mask_grid(image, mask, edit.resample_mask)
+        mask = mask_on_grid(image, mask, edit.resample_mask)
+    scan = Scan.load(image, pipe.config.space, mask)
     with torch.inference_mode():
         return task(
             pipe,
-            image,
-            mask,
+            scan,
             sampling,
             options.seed,
             edit.t_start,
