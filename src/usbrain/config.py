@@ -570,7 +570,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         # inserted lesion appear: intensity ratio 0.98 → 0.84 [0.87 → 0.20] from scale 1 to 3,
         # PSNR outside 48 [30] dB; 3 is the smallest scale reaching ≤ 0.85 on validation. Heal
         # barely depended on it (MAE ratio 0.85–0.90 [0.62]); filling the lesion with the
-        # decoded edit rather than adding a change (`tasks.edit`'s fill) took it to 0.49 [0.55].
+        # decoded edit rather than adding a change (tasks/heal.py, step 4) took it to 0.49
+        # [0.55].
         # Fewer DDIM steps make both edits stronger (heal MAE ratio / inserted-lesion intensity
         # ratio / its PSNR outside, validation): 50 steps 0.49 / 0.84 / 48 dB, 30: 0.48 / 0.79 /
         # 45, 20: 0.46 / 0.74 / 42, 10: 0.46 / 0.64 / 37; 20 are used. From pure noise guidance
