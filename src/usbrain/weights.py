@@ -28,7 +28,8 @@ def save_weights(module: nn.Module, file: Path, dtype: torch.dtype | None = None
 
     # safetensors refuses shared or non-contiguous storage; clone to own memory on the CPU.
     state = {k: stored(v).contiguous().clone() for k, v in module.state_dict().items()}
-    safetensors.torch.save_file(state, file)
+    # Written by Python, not save_file (which makes 0600 files): the umask sets the mode.
+    Path(file).write_bytes(safetensors.torch.save(state))
 
 
 def read_weights(file: Path) -> dict[str, torch.Tensor]:

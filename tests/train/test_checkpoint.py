@@ -80,7 +80,7 @@ def test_full_disk_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(safetensors.torch, "save_file", full)
+    monkeypatch.setattr(safetensors.torch, "save", full)
     with pytest.raises(OSError, match="No space left"):
         save_checkpoint(path, config, "diffusion", 4, model, model, {})
     assert {p.name: p.read_bytes() for p in path.iterdir()} == before
