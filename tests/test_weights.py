@@ -32,7 +32,7 @@ def test_weights_round_trip_with_the_modes_the_umask_gives(tmp_path, umask, mode
 
 def test_a_corrupt_file_and_a_misfit_are_named(tmp_path):
     (tmp_path / "bad.safetensors").write_bytes(b"not weights")
-    with pytest.raises(InputError, match="bad.safetensors: corrupt or truncated"):
+    with pytest.raises(InputError, match=r"bad\.safetensors: corrupt or truncated"):
         read_weights(tmp_path / "bad.safetensors")
     save_weights(nn.Linear(3, 2), tmp_path / "w.safetensors")
     with pytest.raises(InputError, match="ckpt: weights do not fit"):

@@ -132,7 +132,7 @@ class Coupling(StrEnum):
 class PredictionType(StrEnum):
     """What the U-Nets output. Samplers and guidance always see ε̂ (converted from v̂)."""
 
-    EPSILON = "epsilon"  # the noise (design.md, the paper)
+    EPSILON = "epsilon"  # the noise (the paper)
     # v = sqrt(ab) ε - sqrt(1 - ab) z0 (Salimans & Ho 2022): near t = T the clean estimate is
     # -v̂ itself instead of ε̂'s error amplified by 1 / sqrt(ab_T) ≈ 160.
     V = "v"
@@ -140,7 +140,7 @@ class PredictionType(StrEnum):
 
 @dataclass(frozen=True)
 class DiffusionConfig:
-    """DDPM noise schedule and paired-training choices (design.md §2)."""
+    """DDPM noise schedule and paired-training choices (docs/method.md §3)."""
 
     timesteps: int = 1024
     beta_start: float = 1e-4
@@ -152,7 +152,7 @@ class DiffusionConfig:
     staged: bool = False  # lesion model first, then brain model against it (authors' code)
     coupling: Coupling = Coupling.ESTIMATE
     prediction: PredictionType = PredictionType.EPSILON
-    # Min-SNR-γ loss weighting (Hang et al. 2023; 0: plain MSE, as design.md): timesteps whose
+    # Min-SNR-γ loss weighting (Hang et al. 2023; 0: plain MSE, as the paper): timesteps whose
     # SNR exceeds γ (the nearly clean ones) count less, so a short run spends its gradient on
     # the noise levels that edits and generation start from.
     min_snr_gamma: float = 0.0
@@ -171,7 +171,7 @@ class SamplerKind(StrEnum):
 class ConditionInput(StrEnum):
     """What the brain model sees of a given mask when a brain is generated for it (condition)."""
 
-    LATENT = "latent"  # the mask's latent, clamped to ±condition_clip, at every step (design.md)
+    LATENT = "latent"  # the mask's latent, clamped to ±condition_clip, at every step (the paper's)
     # the lesion model's one-step estimate from the mask latent noised to each step (seeing the
     # current brain): what the brain model sees in training at that noise level
     ESTIMATE = "estimate"
@@ -202,7 +202,7 @@ class FindLesion(StrEnum):
 
 @dataclass(frozen=True)
 class GuidanceConfig:
-    """Anatomy- and lesion-consistency guidance of edits (design.md §2, ACG and LCG)."""
+    """Anatomy- and lesion-consistency guidance of edits (docs/method.md §5, ACG and LCG)."""
 
     anatomy: bool = True  # ACG on/off
     lesion: bool = True  # LCG on/off
@@ -397,7 +397,7 @@ class Config:
 
 
 PRESETS: dict[str, dict[str, Any]] = {
-    # The published scale (design.md §2): 160³ → 20³×3 latents, U-Nets (128, 256, 256).
+    # The published scale (the paper): 160³ → 20³×3 latents, U-Nets (128, 256, 256).
     # Edits as the authors run them: every timestep below t_start (300 guided steps for heal,
     # 500 for insertion), alpha0 = 20 in their latent units.
     "paper": {

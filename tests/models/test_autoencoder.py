@@ -33,7 +33,7 @@ def test_kl_of_standard_normal_is_zero_and_positive_otherwise():
 def test_paper_autoencoder_size():
     ae = Autoencoder(load_config("paper").autoencoder)
     n = sum(p.numel() for p in ae.parameters())
-    assert 13.7e6 < n < 13.9e6  # design.md §3b: 13.8 M parameters, 8× downsampling
+    assert 13.7e6 < n < 13.9e6  # the paper preset: 13.8 M parameters, 8× downsampling
     assert load_config("paper").autoencoder.downsampling == 8
 
 

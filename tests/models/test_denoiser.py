@@ -41,7 +41,7 @@ def test_each_model_sees_its_condition():
 def test_paper_unet_size():
     model = PairedDenoiser(load_config("paper").unet, 3)
     n = sum(p.numel() for p in model.brain.parameters())
-    assert 46.5e6 < n < 46.8e6  # design.md §3b: 46.6 M parameters per U-Net
+    assert 46.5e6 < n < 46.8e6  # the paper preset: 46.6 M parameters per U-Net
 
 
 def test_activation_checkpointing_gives_the_same_gradients():

@@ -1,9 +1,9 @@
 """The built-in cohort: synthetic subjects with exact ground truth, made from a real brain.
 
-Seed: the MNI152 2009a symmetric template that nilearn ships in its wheel (skull-stripped T1,
-grey- and white-matter probability maps, brain mask; design.md §3). Each subject is that anatomy
-under a random affine jitter and smooth deformation, sampled onto an S³ grid spanning 200 mm, with
-a contrast change, a bias field and noise. Four subjects in five carry a lesion grown inside the
+Seed: the MNI152 2009a symmetric template that nilearn ships in its wheel (skull-stripped T1, grey-
+and white-matter probability maps, brain mask; docs/method.md §6). Each subject is that anatomy
+under a random affine jitter and smooth deformation, sampled onto an S³ grid spanning 200 mm, with a
+contrast change, a bias field and noise. Four subjects in five carry a lesion grown inside the
 subject's own (resampled) tissue priors by :func:`usbrain.data.pseudo.fluid_lesion_shape`:
 
 - ``stroke`` (1–150 mL, log-uniform): below 8 mL a lacunar/subcortical infarct seeded deep in the

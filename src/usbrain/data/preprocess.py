@@ -1,10 +1,10 @@
 """Bring a native scan to model space and model outputs back to the scan's space.
 
-Model space (design.md §1): RAS+, isotropic spacing, a fixed grid centred on the brain, intensities
-clipped to the [0.5, 99.5] percentiles inside the brain and scaled to [0, 1]. The whole geometric
-part is one resampling through world coordinates (native voxel → world mm → model voxel), so any
-axis order, oblique affine or anisotropic spacing is handled by the same code and is undone by
-the inverse resampling in :func:`to_native`.
+Model space (docs/method.md §1): RAS+, isotropic spacing, a fixed grid centred on the brain,
+intensities clipped to the [0.5, 99.5] percentiles inside the brain and scaled to [0, 1]. The whole
+geometric part is one resampling through world coordinates (native voxel → world mm → model voxel),
+so any axis order, oblique affine or anisotropic spacing is handled by the same code and is undone
+by the inverse resampling in :func:`to_native`.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Pseudo-pathology: lesions grown or borrowed, embedded into healthy brains.
 
-Shared by the built-in cohort and ``usbrain pseudo`` (design.md §2, "Pseudo-pathology"):
+Shared by the built-in cohort and ``usbrain pseudo`` (docs/method.md §6):
 
 - :func:`fluid_lesion_shape` grows an irregular lesion by a fluid-like advection–diffusion of a
   seed map inside a tissue prior (the idea of "fluid-driven anomaly randomisation"), then keeps

@@ -1,4 +1,4 @@
-"""The paired training objective (design.md §2): one timestep, two chains, two losses.
+"""The paired training objective (docs/method.md §3): one timestep, two chains, two losses.
 
 For clean latents ``x0`` (brain) and ``m0`` (mask), a shared step ``t`` and noises ``eps_x``,
 ``eps_m``:

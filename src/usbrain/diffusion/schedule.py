@@ -1,6 +1,6 @@
 """The DDPM noise schedule and its closed forms, as pure functions of tensors.
 
-With ``ab_t`` the cumulative product of ``1 - beta`` up to step ``t`` (design.md §2):
+With ``ab_t`` the cumulative product of ``1 - beta`` up to step ``t`` (docs/method.md §3):
 
 - ``q_sample(z0, t, eps) = sqrt(ab_t) z0 + sqrt(1 - ab_t) eps``
 - ``x0_from_eps(zt, t, eps) = (zt - sqrt(1 - ab_t) eps) / sqrt(ab_t)``

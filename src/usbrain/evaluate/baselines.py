@@ -92,7 +92,7 @@ def sdedit_config(sampling: SamplingConfig, keep_anatomy: bool = False) -> Sampl
 
 
 def ablation_configs(sampling: SamplingConfig, timesteps: int) -> dict[str, SamplingConfig]:
-    """USB's edit with one sampling choice changed each: the ablations design.md §2 names
+    """USB's edit with one sampling choice changed each: the ablations docs/method.md §5 names
     (no ACG, no LCG, the other ACG pull target, the other lesion map, the paper's step count —
     at most the ``timesteps`` the model was trained with)."""
     g = sampling.guidance

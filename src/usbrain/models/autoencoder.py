@@ -46,7 +46,7 @@ class Autoencoder(nn.Module):
             attention_levels=(False,) * len(config.channels),
             norm_num_groups=config.norm_num_groups,
             # Full-volume attention at the bottleneck costs memory and gave nothing measurable
-            # at these sizes; design.md's 13.8 M-parameter paper AE has none.
+            # at these sizes; the paper preset's 13.8 M-parameter AE has none.
             with_encoder_nonlocal_attn=False,
             with_decoder_nonlocal_attn=False,
             use_checkpoint=checkpointing,

@@ -1,4 +1,4 @@
-"""The paired denoisers: two 3D U-Nets that see each other's chain (design.md §2).
+"""The paired denoisers: two 3D U-Nets that see each other's chain (docs/method.md §3).
 
 - ``predict_lesion(m_t, t, x_t)``: the lesion model denoises the mask latent, seeing the noisy
   brain.
