@@ -136,3 +136,15 @@ def test_real_process_exit_code_and_no_traceback(tmp_path):
     )
     assert proc.returncode == 2
     assert proc.stderr.strip() == f"usbrain show: error: {tmp_path / 'nope.nii.gz'}: file not found"
+
+
+def test_task_help_gives_every_presets_sampling_defaults(capsys):
+    from usbrain.config import PRESETS, load_config
+
+    with pytest.raises(SystemExit):
+        main(["lesion", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for name in PRESETS:
+        s = load_config(name).sampling
+        assert f"{name} {s.steps}" in text and f"{name} {s.t_start_lesion}" in text
+        assert f"{name} {s.sampler}" in text and f"{name} {s.eta}" in text

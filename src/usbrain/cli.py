@@ -305,6 +305,13 @@ def _add_config(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
 
 
+def _by_preset(key: str) -> str:
+    """What each preset sets ``sampling.<key>`` to, for a help text: ``tiny 20, base 20, …``."""
+    from usbrain.config import PRESETS, load_config
+
+    return ", ".join(f"{name} {getattr(load_config(name).sampling, key)}" for name in PRESETS)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="usbrain",
@@ -436,10 +443,19 @@ def build_parser() -> argparse.ArgumentParser:
             "--steps",
             type=int,
             default=None,
-            help="sampling steps (default: the checkpoint's; 20 in tiny, 300 in paper)",
+            help=f"sampling steps (default: the checkpoint's; {_by_preset('steps')})",
         )
-        p.add_argument("--sampler", default=None, help="ddim (default), ddpm or dpmpp-2m")
-        p.add_argument("--eta", type=float, default=None, help="DDIM eta (default 0)")
+        p.add_argument(
+            "--sampler",
+            default=None,
+            help=f"ddim, ddpm or dpmpp-2m (default: the checkpoint's; {_by_preset('sampler')})",
+        )
+        p.add_argument(
+            "--eta",
+            type=float,
+            default=None,
+            help=f"DDIM eta (default: the checkpoint's; {_by_preset('eta')})",
+        )
         p.add_argument(
             "--set",
             action="append",
@@ -464,8 +480,8 @@ def build_parser() -> argparse.ArgumentParser:
             "--t-start",
             type=int,
             default=None,
-            help="noise the scan to this step of the 1024, then denoise (default: the "
-            f"checkpoint's sampling.{t_start}: 800/700 heal/lesion in tiny, 300/500 in paper)",
+            help="noise the scan to this step of the training schedule, then denoise (default: "
+            f"the checkpoint's sampling.{t_start}; {_by_preset(t_start)})",
         )
         p.add_argument(
             "--blend", action="store_true", help="change only the dilated lesion (default: off)"

@@ -413,7 +413,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # The paper's 8× downsampling (four autoencoder levels) gives 12³ latents. Step costs on 2
     # cores: the (32, 64, 64, 64) autoencoder 0.74 s a 32³ patch and 20 s a whole 96³ volume,
     # the (64, 128, 128) U-Nets 1.3 s a batch of 8 latents. Sampling: tiny's (set below
-    # PRESETS), not yet chosen on base's validation split.
+    # PRESETS, with what base's validation split measured of it).
     "base": {
         "preset": "base",
         "space": {"size": (96, 96, 96), "spacing": 2.0},
@@ -611,8 +611,11 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
 }
 
-# base samples as tiny does (its sampling block, not a copy) until base's own validation
-# split chooses otherwise.
+# base samples as tiny does (its sampling block, not a copy): on base's validation split
+# (`python bench/guidance.py --demo runs/base --pipeline models/base --split val`, 25 subjects
+# with a lesion, seed 0; medians) it heals to an in-lesion MAE ratio of 0.317 with 39.6 dB PSNR
+# outside and inserts lesions at 0.338 of white matter with 33.8 dB outside; alpha0 = 2 heals a
+# little deeper (0.304) but keeps less outside (33.9 / 32.1 dB).
 PRESETS["base"]["sampling"] = PRESETS["tiny"]["sampling"]
 
 
