@@ -43,6 +43,13 @@ def lesion_mask(shape=(40, 44, 36), centre=(26, 22, 18), radius=3) -> np.ndarray
     return (d2 <= radius**2).astype(np.uint8)
 
 
+def cube(corner, side: int, shape=(12, 12, 12)) -> np.ndarray:
+    """A cube mask of ``side`` voxels from ``corner``, uint8 {0, 1}."""
+    mask = np.zeros(shape, np.uint8)
+    mask[tuple(slice(c, c + side) for c in corner)] = 1
+    return mask
+
+
 def lesioned_phantom() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(healthy, pathological, mask): the phantom with a dark (300) ball-shaped lesion."""
     healthy = phantom_brain()

@@ -7,16 +7,11 @@ import math
 import numpy as np
 import pytest
 
+from tests.conftest import cube
 from usbrain.data.masks import dilated, fraction_in_brain, lesion_ml, voxel_ml
 from usbrain.errors import EmptyReferenceError, ShapeMismatchError
 
 SHAPE = (12, 12, 12)
-
-
-def cube(corner, side, shape=SHAPE):
-    m = np.zeros(shape, np.uint8)
-    m[tuple(slice(c, c + side) for c in corner)] = 1
-    return m
 
 
 def test_dilated_grows_by_whole_voxels_in_every_direction():

@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 
+from tests.conftest import cube
 from usbrain.errors import EmptyReferenceError, InputError, ShapeMismatchError
 from usbrain.evaluate.lesions import (
     Residual,
@@ -17,12 +18,6 @@ from usbrain.evaluate.lesions import (
 )
 
 SHAPE = (12, 12, 12)
-
-
-def cube(corner, side, shape=SHAPE):
-    mask = np.zeros(shape, np.uint8)
-    mask[tuple(slice(c, c + side) for c in corner)] = 1
-    return mask
 
 
 def test_dice_of_shifted_cubes():

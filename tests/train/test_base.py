@@ -105,13 +105,18 @@ def _stage(run, folder):
     return folder
 
 
-def test_a_kept_autoencoder_stage_continues_the_recipe_without_retraining(tmp_path, monkeypatch):
+def _kept_stage(tmp_path, monkeypatch):
+    """A run killed after its autoencoder stage, and that stage in its kept form."""
     first = tmp_path / "first"
     monkeypatch.setattr(base, "train_paired", lambda *a, **k: (_ for _ in ()).throw(Killed))
     with pytest.raises(Killed):
         _train(first)
-    stage = _stage(first, tmp_path / "stage")
     monkeypatch.undo()
+    return first, _stage(first, tmp_path / "stage")
+
+
+def test_a_kept_autoencoder_stage_continues_the_recipe_without_retraining(tmp_path, monkeypatch):
+    first, stage = _kept_stage(tmp_path, monkeypatch)
 
     def no_training(*args, **kwargs):
         raise AssertionError("the autoencoder was trained again")
@@ -129,12 +134,7 @@ def test_a_kept_autoencoder_stage_continues_the_recipe_without_retraining(tmp_pa
 
 
 def test_a_kept_stage_of_another_recipe_or_a_broken_one_is_refused(tmp_path, monkeypatch):
-    first = tmp_path / "first"
-    monkeypatch.setattr(base, "train_paired", lambda *a, **k: (_ for _ in ()).throw(Killed))
-    with pytest.raises(Killed):
-        _train(first)
-    stage = _stage(first, tmp_path / "stage")
-    monkeypatch.undo()
+    _, stage = _kept_stage(tmp_path, monkeypatch)
     with pytest.raises(InputError, match="another recipe"):
         base.train_base(
             tmp_path / "other",
