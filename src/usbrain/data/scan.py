@@ -93,9 +93,10 @@ def _check_brain_in_grid(
     image: Volume, brain: np.ndarray, geometry: Geometry, space: ModelSpace
 ) -> None:
     cut = voxels_outside_model_grid(Volume(brain.astype(np.uint8), image.affine), geometry)
-    if cut / max(int(brain.sum()), 1) > MAX_BRAIN_OUTSIDE_GRID:
+    fraction = cut / max(int(brain.sum()), 1)
+    if fraction > MAX_BRAIN_OUTSIDE_GRID:
         raise InputError(
-            f"{image.name}: {100 * cut / max(int(brain.sum()), 1):.0f}% of the brain falls "
+            f"{image.name}: {100 * fraction:.0f}% of the brain falls "
             f"outside the model's {'×'.join(map(str, space.size))} grid at {space.spacing:g} mm; "
             "is the scan skull-stripped, in mm and roughly centred on the brain?"
         )

@@ -99,7 +99,7 @@ def edit_region(
     f = coder.downsampling
     if not (sampling.edit_crop and coder.is_large(lesion_m.shape)):
         return EditRegion(None, f)
-    g = guidance_in_latent_units(pipe, sampling.guidance)
+    g = sampling.guidance  # its kernel and dilation: the pooled map's, in model voxels
     latent = tuple(n // f for n in lesion_m.shape)
     mask = torch.as_tensor(lesion_m, dtype=torch.float32)[None, None]
     kept = released_box(pooled_lesion_map(mask, latent, g.kernel, g.dilation), sampling.crop_margin)
