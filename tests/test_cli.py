@@ -6,6 +6,7 @@ import gzip
 import subprocess
 import sys
 
+import nibabel as nib
 import numpy as np
 import pytest
 
@@ -120,6 +121,21 @@ def test_unknown_preset_is_a_user_error(tmp_path, capsys, scan_pair):
     assert code == 2 and "unknown preset 'huge'" in err
 
 
+def test_prepare_takes_the_config_keys_every_training_command_takes(tmp_path, capsys):
+    from usbrain.data.cache import read_space
+
+    (tmp_path / "raw").mkdir()
+    write(tmp_path / "raw" / "t1.nii.gz", phantom_brain())
+    exp = tmp_path / "exp.yaml"
+    exp.write_text("preset: base\nspace: {spacing: 8.0}\n")
+    args = ["prepare", tmp_path / "raw", "--out", tmp_path / "c", "--config", exp]
+    code, err = run_cli(capsys, [*args, "--set", "space.size=[32,32,32]"])
+    assert code == 0, err
+    space = read_space(tmp_path / "c")
+    assert space.size == (32, 32, 32) and space.spacing == 8.0
+    assert nib.load(next((tmp_path / "c" / "images").glob("*.nii.gz"))).shape == (32, 32, 32)
+
+
 def test_real_process_exit_code_and_no_traceback(tmp_path):
     proc = subprocess.run(
         [
@@ -139,12 +155,12 @@ def test_real_process_exit_code_and_no_traceback(tmp_path):
 
 
 def test_task_help_gives_every_presets_sampling_defaults(capsys):
-    from usbrain.config import PRESETS, load_config
+    from usbrain.config import load_config, preset_names
 
     with pytest.raises(SystemExit):
         main(["lesion", "--help"])
     text = " ".join(capsys.readouterr().out.split())
-    for name in PRESETS:
+    for name in preset_names():
         s = load_config(name).sampling
         assert f"{name} {s.steps}" in text and f"{name} {s.t_start_lesion}" in text
         assert f"{name} {s.sampler}" in text and f"{name} {s.eta}" in text

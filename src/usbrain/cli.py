@@ -50,13 +50,12 @@ def _pseudo(args: argparse.Namespace) -> None:
 
 
 def _prepare(args: argparse.Namespace) -> None:
-    from usbrain.config import space_preset
     from usbrain.data.cache import prepare
 
     manifest = prepare(
         args.data,
         args.out,
-        space_preset(args.preset),
+        _config(args).space,
         threshold=args.threshold,
         seed=args.seed,
         overwrite=args.overwrite,
@@ -293,8 +292,21 @@ def _add_threshold(p: argparse.ArgumentParser) -> None:
 
 
 def _add_config(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--preset", default="tiny", help="config preset: tiny or paper (default tiny)")
-    p.add_argument("--config", type=Path, default=None, help="experiment YAML (over the preset)")
+    """The experiment's config: ``--preset``, ``--config`` and ``--set`` (every command that
+    builds one takes these three)."""
+    from usbrain.config import preset_names
+
+    p.add_argument(
+        "--preset",
+        default="tiny",
+        help=f"config preset: {', '.join(preset_names())} (configs/NAME.yaml; default tiny)",
+    )
+    p.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        help="experiment YAML: any subset of the keys, over the preset its `preset` key names",
+    )
     p.add_argument(
         "--set",
         action="append",
@@ -302,14 +314,18 @@ def _add_config(p: argparse.ArgumentParser) -> None:
         metavar="KEY=VALUE",
         help="override one config value, e.g. --set train_diffusion.steps=100 (repeatable)",
     )
+
+
+def _add_device(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
 
 
 def _by_preset(key: str) -> str:
-    """What each preset sets ``sampling.<key>`` to, for a help text: ``tiny 20, base 20, …``."""
-    from usbrain.config import PRESETS, load_config
+    """What each preset sets ``sampling.<key>`` to, for a help text: ``base 20, paper 300, …``."""
+    from usbrain.config import load_config, preset_names
 
-    return ", ".join(f"{name} {getattr(load_config(name).sampling, key)}" for name in PRESETS)
+    values = (f"{name} {getattr(load_config(name).sampling, key)}" for name in preset_names())
+    return ", ".join(values)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -364,8 +380,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("prepare", _prepare, "check a dataset and cache it in model space")
     p.add_argument("data", type=Path, help="manifest CSV, ATLAS BIDS folder or folder of T1s")
     p.add_argument("--out", type=Path, required=True, help="cache folder to write")
-    p.add_argument("--preset", default="tiny", help="model space preset: tiny or paper")
     p.add_argument("--seed", type=int, default=0, help="seed of the train/val/test split")
+    _add_config(p)  # the config's model space is the cache's grid
     _add_threshold(p)
     _add_overwrite(p)
 
@@ -381,6 +397,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="run folder (checkpoint/, tb/, logs)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     _add_config(p)
+    _add_device(p)
     _add_overwrite(p)
 
     p = command(
@@ -399,7 +416,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="a finished autoencoder stage to start from (models/base-stages/autoencoder)",
     )
-    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    _add_device(p)
     p.add_argument(
         "--overwrite", action="store_true", help="discard the run in --out, start afresh"
     )
@@ -408,7 +425,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", type=Path, required=True, help="train-ae checkpoint folder")
     p.add_argument("--data", type=Path, required=True, help="cache folder from `usbrain prepare`")
     p.add_argument("--out", type=Path, required=True, help="latent folder to write")
-    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    _add_device(p)
     _add_overwrite(p)
 
     p = command("train", _train, "train the paired lesion and brain denoisers on latents")
@@ -417,6 +434,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--staged", action="store_true", help="lesion model first, then brain model")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     _add_config(p)
+    _add_device(p)
     _add_overwrite(p)
 
     p = command("train-seg", _train_seg, "train the lesion segmenter used by the lesion metrics")
@@ -424,7 +442,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="segmenter folder to write")
     p.add_argument("--steps", type=int, default=None, help="training steps (default 200)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    _add_device(p)
     _add_overwrite(p)
 
     def task_command(name, run, help_, *, samples: bool = False, export: bool = True):
@@ -463,7 +481,7 @@ def build_parser() -> argparse.ArgumentParser:
             metavar="KEY=VALUE",
             help="override a sampling setting, e.g. --set guidance.alpha0=10 (repeatable)",
         )
-        p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+        _add_device(p)
         if export:
             p.add_argument(
                 "--export",
