@@ -151,6 +151,28 @@ def decode_change(
     return edited, source, box
 
 
+def filled_lesion(
+    delta: np.ndarray,
+    edited: np.ndarray,
+    image: np.ndarray,
+    lesion_m: np.ndarray,
+    box: Box | None,
+    region: EditRegion,
+) -> np.ndarray:
+    """``delta`` (D, H, W of the edited region) with the lesion ``lesion_m`` set to the change
+    that makes it the decoded edit ``edited`` itself, clipped to [0, 1], over the model-space
+    ``image``: what the autoencoder cannot represent of the lesion does not survive inside it
+    (heal). With a decode ``box``, only inside it (``edited`` is decoded there only)."""
+    inside = lesion_m > 0
+    if box is not None:
+        in_box = np.zeros(inside.shape, bool)
+        in_box[scaled(box, region.f)] = True
+        inside &= in_box
+    out = delta.copy()
+    out[inside] = np.clip(edited[inside], 0.0, 1.0) - image[inside]
+    return out
+
+
 def write_back(scan: Scan, delta: np.ndarray, blend_mask: np.ndarray | None = None) -> np.ndarray:
     """The native scan plus the model-space change ``delta`` (D, H, W) brought to its grid.
 

@@ -2,15 +2,10 @@
 
 With a mask: the brain chain is conditioned on the empty mask's latent (what healthy pairs
 trained with), and LCG releases anatomy inside the given lesion, so the lesion may vanish there
-while ACG holds everything else; inside the mask the output is the decoded edit.
-
-Without one (the authors' p2h): the same chain with ACG alone, which lets the model move
-wherever the scan departs from what a healthy brain at that noise level looks like. The lesion
-it found is written beside the result: ``anomaly`` = |input − healed| on the native grid and a
-mask, the anomaly thresholded or the lesion chain's estimate (``sampling.find_lesion``).
-
-``samples`` K > 1 runs K seeds and returns their voxel-wise mean, with the standard deviation as
-the map ``std``. The result is on the input scan's grid (same affine, shape, intensity scale).
+while ACG holds everything else; inside the mask the output is the decoded edit. Without one
+(the authors' p2h): ACG alone, which lets the model move wherever the scan departs from a
+healthy brain; the lesion it removed is returned as the mask (:mod:`usbrain.tasks.find`).
+The result is on the input scan's grid (same affine, shape, intensity scale).
 """
 
 from __future__ import annotations
@@ -18,18 +13,15 @@ from __future__ import annotations
 from dataclasses import replace
 
 import numpy as np
-import torch
 
-from usbrain.config import FindLesion, SamplingConfig
-from usbrain.data.preprocess import VolumeKind
+from usbrain.config import SamplingConfig
 from usbrain.data.scan import Scan
 from usbrain.diffusion.chains import sample_brain
 from usbrain.diffusion.guidance import EditContext, HookBuilder, consistency_hooks
 from usbrain.errors import InputError
-from usbrain.models.coder import scaled
 from usbrain.pipeline import Pipeline
 from usbrain.tasks import editing
-from usbrain.tasks.lesion import propose_lesion
+from usbrain.tasks.find import removed_lesion
 from usbrain.tasks.results import Result, check_samples, generator, sampled_edits
 
 
@@ -45,7 +37,8 @@ def heal(
     samples: int = 1,
 ) -> Result:
     """The healthy version of ``scan``; its lesion (``scan.lesion``) marks what to remove, a
-    scan loaded without one lets the model find it.
+    scan loaded without one lets the model find it. ``samples`` K > 1 returns the mean of K
+    seeds' edits, their standard deviation as the map ``std``.
 
     >>> scan = Scan.load(load_image("sub-1_T1w.nii.gz"), pipe.config.space,
     ...                  load_mask("sub-1_mask.nii.gz"))  # doctest: +SKIP
@@ -104,12 +97,7 @@ def heal(
         edited, recon, box = editing.decode_change(coder, x_edit, x_src, soft, region, sampling)
         delta_c = edited - recon
         if with_mask:
-            inside = lesion_c > 0
-            if box is not None:  # D(x_edit) was decoded inside the box only
-                in_box = np.zeros(inside.shape, bool)
-                in_box[scaled(box, region.f)] = True
-                inside &= in_box
-            delta_c[inside] = np.clip(edited[inside], 0.0, 1.0) - image_c[inside]
+            delta_c = editing.filled_lesion(delta_c, edited, image_c, lesion_c, box, region)
         delta = np.zeros(lesion_m.shape, np.float32)
         delta[region.model] = delta_c
         # 5. Back on the scan's grid: the input plus the change.
@@ -117,39 +105,10 @@ def heal(
         return out, editing.change_info(delta, lesion_m, steps, guidance, blend, region, box)
 
     healed, edit_info, maps = sampled_edits(samples, seed, one)
-    info = {**info, **edit_info}
-    mask = scan.mask
+    info, mask = {**info, **edit_info}, scan.mask
     if not with_mask:  # 6. What the model removed: the lesion it found.
-        anomaly = np.abs(scan.native.data.astype(np.float32) - healed)
-        found = found_lesion(pipe, scan, anomaly, x_whole, sampling, seed, progress)
-        maps["anomaly"] = anomaly
-        mask = scan.native_volume(found)
-        geometry = scan.geometry
-        info |= {
-            "lesion_found_by": str(sampling.find_lesion),
-            "lesion_voxels": int(found.sum()),
-            "intensity_window": [geometry.intensity_low, geometry.intensity_high],
-        }
-        if sampling.find_lesion is FindLesion.ANOMALY:
-            info["anomaly_threshold"] = sampling.anomaly_threshold
+        mask, maps["anomaly"], found = removed_lesion(
+            pipe, scan, healed, x_whole, sampling, seed, progress
+        )
+        info |= found
     return Result(scan.native_volume(healed), mask, scan.native, info, maps)
-
-
-def found_lesion(
-    pipe: Pipeline,
-    scan: Scan,
-    anomaly: np.ndarray,
-    x_src: torch.Tensor,
-    sampling: SamplingConfig,
-    seed: int,
-    progress: bool,
-) -> np.ndarray:
-    """The lesion heal without a mask found, uint8 {0, 1} on the scan's grid: the native
-    ``anomaly`` over the intensity window above ``sampling.anomaly_threshold`` inside the
-    brain, or the lesion chain's estimate for the scan (``sampling.find_lesion``)."""
-    if sampling.find_lesion is FindLesion.SEGMENT:
-        found = propose_lesion(pipe, scan, x_src, sampling, generator(seed), progress)
-        return scan.to_native(found, VolumeKind.MASK)
-    g = scan.geometry
-    relative = anomaly / max(g.intensity_high - g.intensity_low, 1e-12)
-    return ((relative > sampling.anomaly_threshold) & scan.brain).astype(np.uint8)

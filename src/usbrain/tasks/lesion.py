@@ -10,16 +10,16 @@ same way. The mask used is returned on the scan's grid.
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 from usbrain.config import SamplingConfig
-from usbrain.data.preprocess import VolumeKind, brain_mask
+from usbrain.data.preprocess import VolumeKind
 from usbrain.data.scan import Scan
-from usbrain.diffusion.chains import sample_brain, sample_lesion
+from usbrain.diffusion.chains import sample_brain
 from usbrain.diffusion.guidance import EditContext, HookBuilder, consistency_hooks
 from usbrain.errors import UsbrainError
 from usbrain.pipeline import Pipeline
 from usbrain.tasks import editing
+from usbrain.tasks.find import propose_lesion
 from usbrain.tasks.results import Result, check_samples, generator, sampled_edits
 
 
@@ -101,19 +101,3 @@ def lesion(
     inserted, edit_info, maps = sampled_edits(samples, seed, one)
     info = {**info, **edit_info}
     return Result(scan.native_volume(inserted), mask, scan.native, info, maps)
-
-
-def propose_lesion(
-    pipe: Pipeline,
-    scan: Scan,
-    x_src: torch.Tensor,
-    sampling: SamplingConfig,
-    gen: torch.Generator,
-    progress: bool = False,
-) -> np.ndarray:
-    """The lesion the model draws for ``scan``, whose latent is ``x_src`` (1, C, d, h, w): the
-    lesion chain sampled with the brain fixed to it, decoded, above ``sampling.threshold`` and
-    inside the brain; uint8 {0, 1} on the model grid."""
-    m0 = sample_lesion(pipe.predictor(sampling), pipe.sampler(sampling), x_src, gen, progress)
-    found = (pipe.coder(sampling).decode(m0) > sampling.threshold) & brain_mask(scan.image)
-    return found.astype(np.uint8)
