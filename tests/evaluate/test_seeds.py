@@ -4,7 +4,14 @@ import math
 
 import pytest
 
-from usbrain.evaluate.seeds import combine, headline_table, spread
+from usbrain.evaluate.seeds import (
+    combine,
+    group_medians,
+    group_table,
+    headline_table,
+    lesion_groups,
+    spread,
+)
 
 
 def _results(mae_ratio: float, psnr: float, extra: bool = True) -> dict:
@@ -40,3 +47,42 @@ def test_headline_table_lists_the_figures_the_results_have():
     assert math.isnan(
         combine({0: _results(float("nan"), 1.0)})["heal"]["usb"]["median"]["mae_ratio"]["min"]
     )
+
+
+def test_group_medians_split_each_methods_cases_by_kind_then_fold_over_seeds():
+    def results(shift: float) -> dict:
+        cases = [
+            {"subject": "a", "mae_ratio": 0.2 + shift},
+            {"subject": "b", "mae_ratio": 0.4 + shift},
+            {"subject": "c", "mae_ratio": 0.9 + shift},
+            {"subject": "d", "mae_ratio": float("nan")},
+        ]
+        return {"heal": {"usb": {"cases": cases}, "wm-fill": {"cases": [{"subject": "a"}]}}}
+
+    group_of = {"a": "stroke", "b": "stroke", "c": "wmh"}
+    one = group_medians(results(0.0), "heal", "mae_ratio", group_of)
+    assert one == {"usb": pytest.approx({"all": 0.4, "stroke": 0.3, "wmh": 0.9})}  # NaN skipped
+    folded = combine(
+        {s: group_medians(results(s / 10), "heal", "mae_ratio", group_of) for s in (0, 1, 2)}
+    )
+    assert folded["usb"]["stroke"]["median"] == pytest.approx(0.4)
+    lines = group_table(folded, {"all": 4, "stroke": 2, "wmh": 1, "lacunar": 0}, 2)
+    assert lines[0] == "| method | all (n = 4) | stroke (n = 2) | wmh (n = 1) | lacunar (n = 0) |"
+    assert lines[2] == "| usb | 0.50 [0.40 – 0.60] | 0.40 [0.30 – 0.50] | 1.00 [0.90 – 1.10] | – |"
+
+
+def test_lesion_groups_read_the_cohorts_kind_and_subtype(tmp_path):
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text(
+        "subject,image,kind,subtype\n"
+        "a,a.nii.gz,stroke,territorial\nb,b.nii.gz,stroke,lacunar\n"
+        "c,c.nii.gz,wmh,periventricular+deep\nd,d.nii.gz,healthy,\n"
+    )
+    assert lesion_groups(manifest) == {
+        "a": "cortical stroke",
+        "b": "lacunar stroke",
+        "c": "WMH",
+        "d": "",
+    }
+    (tmp_path / "plain.csv").write_text("subject,image\na,a.nii.gz\n")
+    assert lesion_groups(tmp_path / "plain.csv") == {"a": ""}

@@ -4,15 +4,28 @@ One seed is one draw: of the sampling noise for a shipped model, of the whole tr
 a model trained on the spot (``make demo``'s ``tiny``). A figure worth citing is the median over
 seeds with the range beside it. :func:`combine` folds the ``results.json`` of each seed into one
 dict of the same shape in which every number became ``{"median", "min", "max", "values"}``;
-:func:`headline_table` renders the figures a README quotes.
+:func:`headline_table` renders the figures a README quotes; :func:`group_medians` splits one
+seed's per-case scores by lesion kind (a method can win overall and lose on cortical strokes).
 """
 
 from __future__ import annotations
 
+import csv
 import math
+from pathlib import Path
 from typing import Any
 
 from usbrain.evaluate.summary import format_value, nan_median
+
+# The built-in cohort's (kind, subtype) columns → the groups its scores are split into:
+# territorial strokes reach the cortex, lacunar ones lie deep, WMH sit in the white matter.
+LESION_GROUPS = {
+    ("stroke", "territorial"): "cortical stroke",
+    ("stroke", "lacunar"): "lacunar stroke",
+    ("wmh", "periventricular"): "WMH",
+    ("wmh", "periventricular+deep"): "WMH",
+    ("wmh", "deep"): "WMH",
+}
 
 # (task, method, metric key, title, digits): the figures the README quotes.
 HEADLINE: tuple[tuple[str, str, str, str, int], ...] = (
@@ -85,4 +98,54 @@ def headline_table(combined: dict) -> list[str]:
         figure = combined.get(task, {}).get(method, {}).get("median", {}).get(key)
         if figure is not None:
             lines.append(f"| {title} | {spread(figure, digits)} |")
+    return lines
+
+
+def lesion_groups(manifest: Path) -> dict[str, str]:
+    """Subject → its :data:`LESION_GROUPS` name, from a manifest's ``kind`` and ``subtype``
+    columns (a subject of another kind, or a manifest without them, maps to "")."""
+    with Path(manifest).open(newline="") as f:
+        return {
+            (r.get("subject") or "").strip(): LESION_GROUPS.get(
+                (r.get("kind") or "", r.get("subtype") or ""), ""
+            )
+            for r in csv.DictReader(f)
+        }
+
+
+def group_medians(
+    results: dict, task: str, key: str, group_of: dict[str, str]
+) -> dict[str, dict[str, float]]:
+    """Method → group → the median of ``key`` over that group's cases of ``results[task]``.
+
+    ``group_of``: subject → group name; the group ``all`` holds every case, a subject without
+    a group counts there only. NaNs are skipped; a method without ``key`` is left out.
+    """
+    out: dict[str, dict[str, float]] = {}
+    for method, scores in results.get(task, {}).items():
+        cases = [c for c in scores.get("cases", []) if key in c]
+        if not cases:
+            continue
+        groups: dict[str, list[dict]] = {"all": cases}
+        for case in cases:
+            if group_of.get(case["subject"]):
+                groups.setdefault(group_of[case["subject"]], []).append(case)
+        out[method] = {g: nan_median([float(c[key]) for c in cs]) for g, cs in groups.items()}
+    return out
+
+
+def group_table(
+    folded: dict[str, dict[str, dict]], sizes: dict[str, int], digits: int
+) -> list[str]:
+    """Markdown rows: one per method of :func:`group_medians` folded over seeds
+    (:func:`combine`), one column per group of ``sizes`` (group → cases, in that order)."""
+    lines = [
+        "| method | " + " | ".join(f"{g} (n = {n})" for g, n in sizes.items()) + " |",
+        "|---|" + "---|" * len(sizes),
+    ]
+    for method, groups in folded.items():
+        if method == "seeds":
+            continue
+        cells = [spread(groups[g], digits) if g in groups else "–" for g in sizes]
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
     return lines

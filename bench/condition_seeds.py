@@ -1,0 +1,63 @@
+"""Condition over seeds: a brain generated for each held-out lesion mask, scored against the
+real scan the mask belongs to.
+
+For every ``--split`` scan with a lesion of ``--data`` and every seed, ``usbrain condition``'s
+task generates one brain for the scan's mask; scored are its lesion contrast (mean inside the
+mask over the median brain outside it; T1 lesions are dark), the real scan's contrast on the
+same mask, their gap and the share of lesion voxels inside the generated brain:
+
+    python bench/condition_seeds.py --checkpoint base --data runs/heldout-base/manifest.csv \\
+        --seeds 0,1,2 --out runs/seeds-base
+
+Writes ``<out>/condition/seed-<S>.json`` (a seed already there is not run again), which
+``bench/by_kind.py`` splits by lesion kind, and prints the medians over scans per seed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from usbrain.evaluate.benchmark import read_cases, summarise
+from usbrain.evaluate.tasks import condition_scores
+from usbrain.files import atomic_file
+from usbrain.pipeline import Pipeline
+from usbrain.tasks.condition import condition
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--checkpoint", required=True, help="pipeline folder, or base")
+    parser.add_argument("--data", type=Path, required=True, help="held-out cohort manifest")
+    parser.add_argument("--seeds", default="0,1,2", help="comma-separated (default 0,1,2)")
+    parser.add_argument("--split", default="test", help="split to score (default test)")
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args()
+    pipe = Pipeline.from_pretrained(args.checkpoint, args.device)
+    cases = read_cases(args.data, args.split)
+    for seed in (int(s) for s in args.seeds.split(",")):
+        path = args.out / "condition" / f"seed-{seed}.json"
+        if not path.is_file():
+            rows = []
+            for case in cases:
+                (result,) = condition(pipe, case.mask, 1, pipe.config.sampling, seed)
+                scores = condition_scores(result.image.data, case.mask.data, case.sick.data)
+                rows.append(
+                    {
+                        "subject": case.subject,
+                        **scores,
+                        "contrast_gap": abs(scores["lesion_contrast"] - scores["real_contrast"]),
+                        "lesion_in_brain": result.info["lesion_in_brain"],
+                    }
+                )
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_file(path, overwrite=True) as tmp:
+                tmp.write_text(json.dumps({"condition": {"usb": summarise(rows)}}, indent=1))
+        medians = json.loads(path.read_text())["condition"]["usb"]["median"]
+        print(f"seed {seed}: " + ", ".join(f"{k} {v:.3f}" for k, v in medians.items()))
+
+
+if __name__ == "__main__":
+    main()
