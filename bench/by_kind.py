@@ -20,8 +20,7 @@ import argparse
 import json
 from pathlib import Path
 
-from usbrain.data.datasets import read_manifest
-from usbrain.data.nifti import load_image, load_mask
+from usbrain.evaluate.benchmark import read_cases
 from usbrain.evaluate.seeds import LESION_GROUPS, combine, group_medians, group_table, lesion_groups
 from usbrain.evaluate.summary import nan_median
 from usbrain.evaluate.tasks import lesion_scores
@@ -61,8 +60,8 @@ def main() -> None:
     sizes = {"all": len(subjects)}
     for name in dict.fromkeys(LESION_GROUPS.values()):
         sizes[name] = sum(group_of.get(s) == name for s in subjects)
-    real = _real_ratios(args.data, subjects, group_of)
     split = per_seed[min(per_seed)]["setup"]["split"]
+    real = _real_ratios(args.data, split, group_of)
     lines = [
         f"# Benchmark by lesion kind: {len(subjects)} {split} scans of `{args.data}`, "
         f"seeds {', '.join(map(str, sorted(per_seed)))}",
@@ -81,17 +80,14 @@ def main() -> None:
     print("\n".join(lines))
 
 
-def _real_ratios(manifest: Path, subjects: list[str], group_of: dict[str, str]) -> dict:
+def _real_ratios(manifest: Path, split: str, group_of: dict[str, str]) -> dict:
     """Group → median over its scans of the real lesion's intensity after / before."""
     ratios: dict[str, list[float]] = {"all": []}
-    for r in read_manifest(manifest):
-        if r.subject not in subjects:
-            continue
-        sick, healthy = load_image(r.image).data, load_image(r.healthy_image).data
-        ratio = lesion_scores(sick, healthy, load_mask(r.mask).data)["intensity_ratio"]
+    for case in read_cases(manifest, split):
+        ratio = lesion_scores(case.sick.data, case.healthy.data, case.mask.data)["intensity_ratio"]
         ratios["all"].append(ratio)
-        if group_of.get(r.subject):
-            ratios.setdefault(group_of[r.subject], []).append(ratio)
+        if group_of.get(case.subject):
+            ratios.setdefault(group_of[case.subject], []).append(ratio)
     return {g: nan_median(v) for g, v in ratios.items()}
 
 
