@@ -14,7 +14,8 @@ run's pipeline, with the same seed, on ``--data``:
 
 ``--data`` should be a held-out cohort (``usbrain cohort --start N --held-out``, N past the
 training cohort's last subject): ≥ 24 test subjects with a lesion. A seed whose results exist
-under ``--out`` is not run again, so an interrupted run continues. Writes
+under ``--out`` is not run again, and within a seed the edit methods a killed run finished
+are read back (``usbrain benchmark --resume``), so an interrupted run continues. Writes
 ``<out>/seed-<S>/`` (each benchmark), ``<out>/results.json`` (every figure folded over seeds,
 :func:`usbrain.evaluate.seeds.combine`) and prints the headline table (``<out>/summary.md``).
 """
@@ -64,6 +65,7 @@ def main() -> None:
                 args.device,
                 overwrite=True,
                 features=args.features,
+                resume=True,
             )
         per_seed[seed] = json.loads((folder / "results.json").read_text())
     combined = combine(per_seed)

@@ -258,6 +258,7 @@ def _benchmark(args: argparse.Namespace) -> None:
         args.segmenter,
         args.downstream,
         args.downstream_steps,
+        args.resume,
     )
     print(f"benchmark report: {report}")
 
@@ -605,6 +606,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default=None, help="cpu or cuda (default cpu)")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue a killed run of these settings: the edit methods it finished (kept "
+        "beside --out until the report is written) are read back, not sampled again",
+    )
     _add_overwrite(p)
 
     p = command("demo", _demo, "run the built-in demo end to end and write a report")

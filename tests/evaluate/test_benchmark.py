@@ -310,3 +310,34 @@ def test_the_real_set_of_distribution_scores_is_the_held_out_split_only(setup):
 
     with pytest.raises(InputError, match="need at least 4"):
         read_scans(manifest, "val")
+
+
+def test_a_killed_benchmark_resumes_without_sampling_its_finished_methods(
+    setup, tmp_path, monkeypatch
+):
+    from usbrain.evaluate import benchmark
+
+    manifest, pipe, _ = setup
+    out = tmp_path / "bench"
+    args = ["benchmark", "--checkpoint", pipe, "--data", manifest, "--out", out]
+    args = [str(a) for a in [*args, "--features", "none"]]
+
+    def killed(*_args, **_kw):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:
+        m.setattr(benchmark, "round_trip_scores", killed)
+        assert main(args) != 0
+    finished = tmp_path / ".bench.finished"
+    kept = {p.name for p in finished.glob("*.json")}
+    assert "heal--usb.json" in kept and "lesion--sdedit-acg.json" in kept
+    assert not out.exists()
+    usb = json.loads((finished / "heal--usb.json").read_text())
+
+    # Resumed, the finished edits are read back (sampling them again would fail here).
+    monkeypatch.setattr(benchmark, "heal", killed)
+    monkeypatch.setattr(benchmark, "lesion", killed)
+    assert main([*args, "--resume"]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["heal"]["usb"]["cases"] == usb["cases"]
+    assert "round_trip" in results and not finished.exists()

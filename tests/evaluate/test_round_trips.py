@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import torch
@@ -10,6 +12,7 @@ from tests.conftest import lesion_mask, micro_config, phantom_brain
 from tests.tasks.conftest import LESION, TASK_OVERRIDES
 from usbrain.data.nifti import Volume
 from usbrain.data.scan import Scan
+from usbrain.evaluate import round_trips
 from usbrain.evaluate.regions import region_mae, region_mean
 from usbrain.evaluate.round_trips import round_trip_scores
 from usbrain.pipeline import Pipeline
@@ -55,3 +58,21 @@ def test_scores_are_the_two_round_trips_of_the_pipelines_own_edits(triple):
 
 def test_without_a_segmenter_there_is_no_dice(triple):
     assert "heal_insert_seg_dice" not in round_trip_scores(*triple, seed=0)
+
+
+def test_a_void_inserted_at_the_brain_edge_is_still_healed(triple, monkeypatch):
+    """The heal after an insertion reads the inserted scan with the healthy scan's brain: a
+    black lesion at the brain's edge is no longer brain by intensity, and found afresh, the
+    mask would be refused as lying outside it."""
+    pipe, healthy, _, _ = triple
+    edge = lesion_mask(centre=(6, 22, 18), radius=6) * (healthy.data > 0)
+    mask = Volume(edge.astype(np.uint8), AFFINE)
+    sick = Volume(np.where(edge > 0, 300.0, healthy.data).astype(np.float32), AFFINE)
+
+    def void(_pipe, scan, *_args):
+        data = np.where(scan.mask.data > 0, 0.0, scan.native.data).astype(np.float32)
+        return SimpleNamespace(image=Volume(data, AFFINE))
+
+    monkeypatch.setattr(round_trips, "lesion", void)
+    scores = round_trip_scores(pipe, healthy, sick, mask, seed=0)
+    assert np.isfinite(scores["insert_heal_mae"]) and scores["heal_insert_intensity_ratio"] == 0

@@ -51,11 +51,27 @@ class Scan:
     lesion_in_brain: float | None = None
 
     @classmethod
-    def load(cls, image: Volume, space: ModelSpace, mask: Volume | None = None) -> Scan:
+    def load(
+        cls,
+        image: Volume,
+        space: ModelSpace,
+        mask: Volume | None = None,
+        brain: np.ndarray | None = None,
+    ) -> Scan:
         """``image`` (and its lesion ``mask``, on the image's grid) in ``space``, refusing a mask
         that lies mostly outside the brain, that the model grid would cut or that vanishes at
-        its resolution, and (without a mask) a brain the grid mostly misses."""
-        brain = brain_mask(image.data)
+        its resolution, and (without a mask) a brain the grid mostly misses.
+
+        ``brain``: the scan's brain mask (bool, the image's shape) when it is known better than
+        :func:`~usbrain.data.preprocess.brain_mask` finds it, as for an edit's output, whose
+        brain is its input's: an inserted lesion darker than the threshold at the brain's edge
+        would otherwise be cut out of it."""
+        if brain is None:
+            brain = brain_mask(image.data)
+        elif brain.shape != image.shape:
+            raise InputError(
+                f"{image.name}: the brain mask has shape {brain.shape}, the scan {image.shape}"
+            )
         inside = None
         if mask is not None:
             check_same_grid(image, mask)

@@ -59,6 +59,7 @@ from usbrain.evaluate.lesions import (
     relative_volume_error,
     residual_lesion,
 )
+from usbrain.evaluate.resume import FinishedMethods
 from usbrain.evaluate.round_trips import round_trip_scores
 from usbrain.evaluate.segmenter import (
     META_FILE,
@@ -334,12 +335,14 @@ def run_benchmark(
     ablations: bool = False,
     only_usb: bool = False,
     segmenter: SegmenterScores | None = None,
+    finished: FinishedMethods | None = None,
 ) -> tuple[dict, dict[str, dict[str, np.ndarray]]]:
     """Scores of every method on every case, with medians and seconds per method; and each
     method's output for the first case (for figures). ``ablations`` adds USB's sampling
     ablations; ``only_usb`` runs USB alone (a trained variant's checkpoint). With a
     ``segmenter``, each case also gets its lesion scores and ``results["segmenter_reference"]``
-    its scores on the ground truth."""
+    its scores on the ground truth. ``finished`` keeps each method's results as it completes
+    and gives back those an interrupted run with the same settings completed."""
     results: dict = {"heal": {}, "lesion": {}}
     examples: dict[str, dict[str, np.ndarray]] = {"heal": {}, "lesion": {}}
 
@@ -359,6 +362,10 @@ def run_benchmark(
         for name, method in methods.items():
             if only_usb and name != "usb":
                 continue
+            done = finished.get(task, name) if finished else None
+            if done is not None:
+                results[task][name], examples[task][name] = done
+                continue
             start = time.perf_counter()
             per_case = []
             for i, case in enumerate(cases):
@@ -370,13 +377,18 @@ def run_benchmark(
                 **summarise(per_case),
                 "seconds": time.perf_counter() - start,
             }
+            if finished:
+                finished.put(task, name, results[task][name], examples[task][name])
 
     def dice_of(c: Case) -> Callable[[np.ndarray], float] | None:
         if segmenter is None:
             return None
         return lambda out: segmenter.lesion(c, out)["seg_dice"]
 
-    if not only_usb:
+    done = finished.get("round_trip", "usb") if finished else None
+    if done is not None:
+        results["round_trip"] = {"usb": done[0]}
+    elif not only_usb:
         per_case = [
             {
                 "subject": c.subject,
@@ -385,6 +397,8 @@ def run_benchmark(
             for c in cases
         ]
         results["round_trip"] = {"usb": summarise(per_case)}
+        if finished:
+            finished.put("round_trip", "usb", results["round_trip"]["usb"], None)
     if segmenter is not None:
         results["segmenter_reference"] = segmenter.reference(cases)
     return results, examples

@@ -24,6 +24,7 @@ from usbrain.evaluate.benchmark import (
 from usbrain.evaluate.downstream import SETS, read_downstream, run_downstream
 from usbrain.evaluate.features import FeatureNetwork, hdbet_encoder
 from usbrain.evaluate.generation import generation_scores, model_space_images, pair_scores
+from usbrain.evaluate.resume import FinishedMethods
 from usbrain.evaluate.segmenter import SegmenterConfig
 from usbrain.evaluate.summary import format_value
 from usbrain.files import atomic_dir, atomic_file, claim
@@ -420,6 +421,7 @@ def benchmark_to_folder(
     segmenter: Path | None = None,
     downstream: bool = False,
     downstream_steps: int | None = None,
+    resume: bool = False,
 ) -> Path:
     """``usbrain benchmark``: run, then write ``results.json``, ``report.md`` and figures.
 
@@ -431,6 +433,10 @@ def benchmark_to_folder(
     ``downstream`` trains segmenters on real, real + USB and real + copy-paste pairs and scores
     them on the held-out scans (:mod:`usbrain.evaluate.downstream`), with ``segmenter``'s config
     when given (else the defaults) and ``downstream_steps`` steps when given.
+
+    Each edit method's results are kept beside ``out`` (``.NAME.finished/``) as it completes,
+    until ``out`` is written; ``resume`` reads back those of a killed run with the same
+    settings instead of sampling them again.
     """
     with claim(out, overwrite):
         if downstream_steps is not None and not downstream:
@@ -450,7 +456,20 @@ def benchmark_to_folder(
         variant_pipes = {
             n: Pipeline.from_pretrained(p, device) for n, p in (variants or {}).items()
         }
-        results, examples = run_benchmark(pipe, cases, seed, ablations, segmenter=scorer)
+        key = {
+            "weights_sha256": pipe.weights_sha256,
+            "data": Path(data).resolve(),
+            "split": split,
+            "cases": [c.subject for c in cases],
+            "seed": seed,
+            "ablations": ablations,
+            "sampling": to_dict(pipe.config.sampling),
+            "segmenter": segmenter and Path(segmenter).resolve(),
+        }
+        finished = FinishedMethods(out.parent / f".{out.name}.finished", key, resume)
+        results, examples = run_benchmark(
+            pipe, cases, seed, ablations, segmenter=scorer, finished=finished
+        )
         if downstream_data is not None:
             results["downstream"] = run_downstream(
                 pipe, downstream_data, downstream_config, seed, device
@@ -502,6 +521,7 @@ def benchmark_to_folder(
         with atomic_dir(out, overwrite) as tmp:
             write_results(results, tmp / "results.json")
             write_report(results, examples, cases, tmp, header)
+        finished.discard()
         if readme is not None:
             update_readme(readme, readme_section(results, readme.resolve().parent))
         return out / "report.md"

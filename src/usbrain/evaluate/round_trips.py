@@ -20,7 +20,6 @@ from collections.abc import Callable
 import numpy as np
 
 from usbrain.data.nifti import Volume
-from usbrain.data.preprocess import brain_mask
 from usbrain.data.scan import Scan
 from usbrain.evaluate.regions import region_mae, region_mean, region_psnr
 from usbrain.pipeline import Pipeline
@@ -39,13 +38,17 @@ def round_trip_scores(
     """Both round trips for one subject; ``dice`` scores a scan with a lesion inserted (native
     array on ``healthy``'s grid) against ``mask``, if a segmenter is at hand."""
     s, space = pipe.config.sampling, pipe.config.space
-    inserted = lesion(pipe, Scan.load(healthy, space, mask), s, seed).image
-    back = heal(pipe, Scan.load(inserted, space, mask), s, seed).image.data
-    healed = heal(pipe, Scan.load(sick, space, mask), s, seed).image
-    again = lesion(pipe, Scan.load(healed, space, mask), s, seed).image.data
+    # Each second edit reads the first one's output with the first one's brain (an edit keeps
+    # its input's brain; one found afresh would lose an inserted lesion darker than its edge).
+    from_healthy = Scan.load(healthy, space, mask)
+    inserted = lesion(pipe, from_healthy, s, seed).image
+    back = heal(pipe, Scan.load(inserted, space, mask, from_healthy.brain), s, seed).image.data
+    from_sick = Scan.load(sick, space, mask)
+    healed = heal(pipe, from_sick, s, seed).image
+    again = lesion(pipe, Scan.load(healed, space, mask, from_sick.brain), s, seed).image.data
 
     region = mask.data > 0
-    brain = brain_mask(healthy.data)
+    brain = from_healthy.brain
     inserted_mae = region_mae(inserted.data, healthy.data, region)
     mae = region_mae(back, healthy.data, region)
     scores = {
