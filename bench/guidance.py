@@ -22,7 +22,6 @@ to compare with the whole-volume edits of a run without it.
 from __future__ import annotations
 
 import argparse
-import csv
 import time
 from dataclasses import fields, replace
 from pathlib import Path
@@ -31,6 +30,7 @@ import torch
 import yaml
 
 from usbrain.config import LesionMap, PullTarget
+from usbrain.data.csvfile import read_rows
 from usbrain.data.nifti import load_image, load_mask
 from usbrain.data.scan import Scan
 from usbrain.evaluate.summary import nan_median
@@ -103,8 +103,11 @@ def main() -> None:
     parser.add_argument("--large", action="store_true", help="force the large-volume coding")
     args = parser.parse_args()
     cohort = args.demo / "cohort"
-    with (cohort / "manifest.csv").open(newline="") as f:
-        rows = [r for r in csv.DictReader(f) if r["split"] == args.split and r["kind"] != "healthy"]
+    rows = [
+        r.cells
+        for r in read_rows(cohort / "manifest.csv")
+        if r.get("split") == args.split and r.get("kind") != "healthy"
+    ]
     pipe = Pipeline.from_pretrained(args.pipeline or args.demo / "train" / "diffusion" / "pipeline")
     names = args.variants.split(",") if args.variants else list(NAMED)
     print(f"{len(rows)} {args.split} subjects with a lesion; medians")

@@ -14,7 +14,6 @@ dilated lesion (``usbrain.evaluate.tasks.heal_scores``). Choose the mode and thr
 from __future__ import annotations
 
 import argparse
-import csv
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -24,6 +23,7 @@ import torch
 from guidance import variant  # bench/guidance.py, beside this script
 
 from usbrain.config import FindLesion
+from usbrain.data.csvfile import read_rows
 from usbrain.data.nifti import load_image, load_mask
 from usbrain.data.preprocess import brain_mask
 from usbrain.data.scan import Scan
@@ -51,8 +51,11 @@ def main() -> None:
     )
     args = parser.parse_args()
     cohort = args.demo / "cohort"
-    with (cohort / "manifest.csv").open(newline="") as f:
-        rows = [r for r in csv.DictReader(f) if r["split"] == args.split and r["kind"] != "healthy"]
+    rows = [
+        r.cells
+        for r in read_rows(cohort / "manifest.csv")
+        if r.get("split") == args.split and r.get("kind") != "healthy"
+    ]
     pipe = Pipeline.from_pretrained(args.pipeline or args.demo / "train" / "diffusion" / "pipeline")
     thresholds = [float(t) for t in args.thresholds.split(",")]
     sampling = variant(pipe.config.sampling, args.variant)

@@ -9,7 +9,6 @@ fewest steps (≤ 50) whose heal MAE is within 1% of 300 DDIM steps, and its spe
 from __future__ import annotations
 
 import argparse
-import csv
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -18,6 +17,7 @@ import numpy as np
 import torch
 
 from usbrain.config import SamplerKind
+from usbrain.data.csvfile import read_rows
 from usbrain.data.nifti import load_image, load_mask
 from usbrain.data.scan import Scan
 from usbrain.evaluate.distribution import frechet_distance
@@ -39,8 +39,7 @@ def main() -> None:
     parser.add_argument("--split", default="val", help="val (choose settings) or test (report)")
     args = parser.parse_args()
     cohort = args.demo / "cohort"
-    with (cohort / "manifest.csv").open(newline="") as f:
-        rows = list(csv.DictReader(f))
+    rows = [r.cells for r in read_rows(cohort / "manifest.csv")]
     cases = [r for r in rows if r["split"] == args.split and r["kind"] != "healthy"]
     pipe = Pipeline.from_pretrained(args.demo / "train" / "diffusion" / "pipeline")
     scans = [

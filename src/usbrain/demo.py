@@ -15,7 +15,6 @@ Everything lands in one folder, written atomically, with ``report.md`` on top.
 
 from __future__ import annotations
 
-import csv
 import time
 from pathlib import Path
 
@@ -25,6 +24,7 @@ import numpy as np
 from usbrain.config import load_config
 from usbrain.data.cache import prepare
 from usbrain.data.cohort import write_cohort
+from usbrain.data.csvfile import read_rows
 from usbrain.data.masks import dilated, fraction_in_brain
 from usbrain.data.pseudo import white_matter_mean
 from usbrain.demo_tasks import run_tasks, side_by_side, tasks_section, train_tiny, training_section
@@ -86,8 +86,7 @@ def run_demo(
     with atomic_dir(out, overwrite=True) as tmp:
         manifest = write_cohort(tmp / "cohort", subjects=subjects, size=size, seed=seed)
         cohort_root = manifest.parent
-        with manifest.open(newline="") as f:
-            rows = list(csv.DictReader(f))
+        rows = [r.cells for r in read_rows(manifest)]
         t_cohort = time.perf_counter() - start
         prepare(manifest, tmp / "cache", config.space, seed=seed)
         t_prepare = time.perf_counter() - start - t_cohort
@@ -175,8 +174,7 @@ def _run_base(base: Path, tmp: Path, seed: int):
         start=BASE_HELD_OUT_START,
         held_out=True,
     )
-    with manifest.open(newline="") as f:
-        rows = list(csv.DictReader(f))
+    rows = [r.cells for r in read_rows(manifest)]
     return run_tasks(
         base, manifest.parent, rows, tmp / "tasks_base", base.resolve(), seed, without_mask=True
     )

@@ -33,6 +33,12 @@ def test_manifest_optional_columns_and_subject_from_file_name(tmp_path):
     assert rec == Record("x01", tmp_path / "scans" / "x01.nii.gz")
 
 
+def test_other_manifest_columns_are_kept_by_record(tmp_path):
+    (tmp_path / "m.csv").write_text("subject,image,kind,subtype\na,x.nii.gz,stroke,lacunar\n")
+    (rec,) = read_manifest(tmp_path / "m.csv")
+    assert rec.columns == {"kind": "stroke", "subtype": "lacunar"}
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [

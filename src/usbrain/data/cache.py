@@ -12,7 +12,6 @@ Layout of a cache folder (written atomically by :func:`prepare`)::
 
 from __future__ import annotations
 
-import csv
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -23,6 +22,7 @@ import torch
 from torch.utils.data import Dataset
 
 from usbrain.config import ModelSpace
+from usbrain.data.csvfile import read_rows
 from usbrain.data.datasets import Record, Split, assign_splits, discover, write_manifest
 from usbrain.data.geometry import Geometry
 from usbrain.data.masks import lesion_ml
@@ -146,8 +146,7 @@ class PreparedDataset(Dataset):
     def __init__(self, root: str | Path, split: Split | str | None = None) -> None:
         self.root = Path(root)
         self.space = read_space(self.root)
-        with (self.root / "manifest.csv").open(newline="") as f:
-            rows = list(csv.DictReader(f))
+        rows = [r.cells for r in read_rows(self.root / "manifest.csv")]
         wanted = None if split is None else Split(split)
         self.rows = [r for r in rows if wanted is None or r["split"] == wanted]
 

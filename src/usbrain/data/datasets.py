@@ -16,13 +16,15 @@ import csv
 import hashlib
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
 
+from usbrain.data.csvfile import read_rows
 from usbrain.errors import InputError
 
 MANIFEST_COLUMNS = ("subject", "image", "mask", "healthy_image", "split")
+RECORD_COLUMNS = (*MANIFEST_COLUMNS, "participant")
 ATLAS_IMAGE_SUFFIX = "_T1w.nii.gz"
 ATLAS_MASK_SUFFIX = "_label-L_desc-T1lesion_mask.nii.gz"
 
@@ -43,6 +45,7 @@ class Record:
 
     ``subject`` names the scan; ``participant`` the person it is of, where one person has
     several scans (ATLAS sessions): splits are drawn per participant ("": the scan's own).
+    ``columns``: a manifest's other cells by column (empty for the other layouts).
     """
 
     subject: str
@@ -51,55 +54,38 @@ class Record:
     healthy_image: Path | None = None
     split: Split | None = None
     participant: str = ""
+    columns: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
 
     @property
     def person(self) -> str:
         return self.participant or self.subject
 
 
-def _path(root: Path, cell: str | None) -> Path | None:
-    cell = (cell or "").strip()
-    if not cell:
-        return None
-    path = Path(cell)
-    return path if path.is_absolute() else root / path
-
-
 def read_manifest(path: str | Path) -> list[Record]:
-    """Read a manifest CSV; extra columns are ignored, missing optional ones are empty."""
+    """Read a manifest CSV; missing optional columns are empty, other columns (the built-in
+    cohort's ``kind``, ``subtype`` …) are kept in :attr:`Record.columns`."""
     path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: manifest not found")
-    with path.open(newline="") as f:
-        reader = csv.DictReader(f)
-        columns = reader.fieldnames or []
-        if "image" not in columns:
-            raise InputError(
-                f"{path}: manifest has no 'image' column (columns: {', '.join(columns) or 'none'})"
-            )
-        rows = list(reader)
     records, seen = [], set()
-    for line, row in enumerate(rows, start=2):
-        image = _path(path.parent, row.get("image"))
-        if image is None:
-            raise InputError(f"{path}: line {line} has an empty 'image' cell")
-        subject = (row.get("subject") or "").strip() or _subject_from_name(image)
+    for row in read_rows(path, ("image",)):
+        image = row.file("image", required=True)
+        subject = row.get("subject") or _subject_from_name(image)
         if subject in seen:
-            raise InputError(f"{path}: line {line}: subject {subject!r} appears twice")
+            raise InputError(f"{path}: line {row.line}: subject {subject!r} appears twice")
         seen.add(subject)
-        split_cell = (row.get("split") or "").strip().lower()
+        split_cell = row.get("split").lower()
         if split_cell and split_cell not in set(Split):
             raise InputError(
-                f"{path}: line {line}: split {split_cell!r} is not one of train, val, test"
+                f"{path}: line {row.line}: split {split_cell!r} is not one of train, val, test"
             )
         records.append(
             Record(
                 subject=subject,
                 image=image,
-                mask=_path(path.parent, row.get("mask")),
-                healthy_image=_path(path.parent, row.get("healthy_image")),
+                mask=row.file("mask"),
+                healthy_image=row.file("healthy_image"),
                 split=Split(split_cell) if split_cell else None,
-                participant=(row.get("participant") or "").strip(),
+                participant=row.get("participant"),
+                columns={k: v for k, v in row.cells.items() if k not in RECORD_COLUMNS},
             )
         )
     if not records:

@@ -21,7 +21,6 @@ Shared by the built-in cohort and ``usbrain pseudo`` (docs/method.md §6):
 
 from __future__ import annotations
 
-import csv
 import heapq
 from dataclasses import dataclass, replace
 from enum import StrEnum
@@ -30,6 +29,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
+from usbrain.data.csvfile import read_rows
 from usbrain.data.datasets import Record, Split, assign_splits, discover_folder, write_manifest
 from usbrain.data.masks import lesion_ml
 from usbrain.data.nifti import Volume, check_same_grid, load_image, load_mask, save_nifti
@@ -298,20 +298,10 @@ def read_lesion_sources(lesions: str | Path) -> list[LesionSource]:
         raise InputError(f"{lesions}: not found (expected a folder of lesion masks or a .csv)")
     if lesions.suffix.lower() != ".csv":
         raise InputError(f"{lesions}: expected a folder of lesion masks or a manifest .csv")
-    with lesions.open(newline="") as f:
-        reader = csv.DictReader(f)
-        if "mask" not in (reader.fieldnames or []):
-            raise InputError(f"{lesions}: lesion manifest needs a 'mask' column (and 'image')")
-        rows = list(reader)
-    sources = []
-    for line, row in enumerate(rows, start=2):
-        mask, image = (row.get("mask") or "").strip(), (row.get("image") or "").strip()
-        if not mask:
-            raise InputError(f"{lesions}: line {line} has an empty 'mask' cell")
-        sources.append(
-            LesionSource(lesions.parent / mask, lesions.parent / image if image else None)
-        )
-    return sources
+    return [
+        LesionSource(row.file("mask", required=True), row.file("image"))
+        for row in read_rows(lesions, ("mask",), "lesion manifest")
+    ]
 
 
 def place_lesion(mask: Volume, healthy: Volume) -> np.ndarray:

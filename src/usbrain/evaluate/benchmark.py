@@ -26,7 +26,6 @@ healthy and pathological scans) are the reference rows: what a perfect method wo
 
 from __future__ import annotations
 
-import csv
 import json
 import time
 from collections.abc import Callable
@@ -88,12 +87,6 @@ class Case:
     mask: Volume
 
 
-def _kinds(manifest: Path) -> dict[str, str]:
-    """The optional ``kind`` column (stroke, wmh, …) the built-in cohort adds, by subject."""
-    with manifest.open(newline="") as f:
-        return {(r.get("subject") or "").strip(): r.get("kind") or "" for r in csv.DictReader(f)}
-
-
 def read_cases(manifest: Path, split: str) -> list[Case]:
     """The ``split`` scans of a manifest (:func:`~usbrain.data.datasets.read_manifest`) with a
     lesion and a known healthy image."""
@@ -104,7 +97,6 @@ def read_cases(manifest: Path, split: str) -> list[Case]:
             f"{manifest}: missing column(s) {', '.join(missing)} (no row has a value); the "
             "benchmark needs each scan's lesion mask, healthy version and split"
         )
-    kinds = _kinds(manifest)
     cases = []
     for r in records:
         if r.split != split or r.mask is None or r.healthy_image is None:
@@ -112,7 +104,7 @@ def read_cases(manifest: Path, split: str) -> list[Case]:
         mask = load_mask(r.mask)
         if mask.data.any():
             sick, healthy = load_image(r.image), load_image(r.healthy_image)
-            cases.append(Case(r.subject, kinds.get(r.subject, ""), sick, healthy, mask))
+            cases.append(Case(r.subject, r.columns.get("kind", ""), sick, healthy, mask))
     if not cases:
         raise InputError(f"{manifest}: no {split} scan with a lesion and a healthy_image")
     return cases

@@ -10,11 +10,11 @@ seed's per-case scores by lesion kind (a method can win overall and lose on cort
 
 from __future__ import annotations
 
-import csv
 import math
 from pathlib import Path
 from typing import Any
 
+from usbrain.data.datasets import read_manifest
 from usbrain.evaluate.summary import format_value, nan_median
 
 # The built-in cohort's (kind, subtype) columns → the groups its scores are split into:
@@ -104,13 +104,10 @@ def headline_table(combined: dict) -> list[str]:
 def lesion_groups(manifest: Path) -> dict[str, str]:
     """Subject → its :data:`LESION_GROUPS` name, from a manifest's ``kind`` and ``subtype``
     columns (a subject of another kind, or a manifest without them, maps to "")."""
-    with Path(manifest).open(newline="") as f:
-        return {
-            (r.get("subject") or "").strip(): LESION_GROUPS.get(
-                (r.get("kind") or "", r.get("subtype") or ""), ""
-            )
-            for r in csv.DictReader(f)
-        }
+    return {
+        r.subject: LESION_GROUPS.get((r.columns.get("kind", ""), r.columns.get("subtype", "")), "")
+        for r in read_manifest(manifest)
+    }
 
 
 def group_medians(

@@ -9,7 +9,6 @@ skipped, so an interrupted run continues where it stopped.
 from __future__ import annotations
 
 import contextlib
-import csv
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from pathlib import Path
 import torch
 
 from usbrain.config import SamplingConfig, load_config
+from usbrain.data.csvfile import read_rows
 from usbrain.data.nifti import load_image, load_mask
 from usbrain.data.scan import Scan, mask_on_grid
 from usbrain.errors import InputError, OutputExistsError
@@ -81,24 +81,11 @@ def read_manifest(
 ) -> list[Job]:
     """Jobs of a task manifest CSV: file columns ``image`` / ``mask`` (relative paths are taken
     from the manifest's folder) and an optional ``id`` (default: the first file's name)."""
-    if not path.is_file():
-        raise InputError(f"{path}: manifest not found")
-    with path.open(newline="") as f:
-        reader = csv.DictReader(f)
-        missing = [c for c in required if c not in (reader.fieldnames or [])]
-        if missing:
-            raise InputError(f"{path}: missing column(s) {', '.join(missing)}")
-        jobs = []
-        for line, row in enumerate(reader, start=2):
-            files: dict[str, Path | None] = {}
-            for column in required + optional:
-                cell = (row.get(column) or "").strip()
-                if not cell and column in required:
-                    raise InputError(f"{path}: line {line}: empty {column}")
-                files[column] = path.parent / cell if cell else None
-            first = files[required[0]]
-            job_id = (row.get("id") or "").strip() or first.name.split(".")[0]
-            jobs.append(Job(job_id, files.get("image"), files.get("mask")))
+    jobs = []
+    for row in read_rows(path, required):
+        files = {c: row.file(c, required=c in required) for c in required + optional}
+        job_id = row.get("id") or files[required[0]].name.split(".")[0]
+        jobs.append(Job(job_id, files.get("image"), files.get("mask")))
     ids = [j.id for j in jobs]
     if len(set(ids)) != len(ids):
         raise InputError(f"{path}: ids are not unique; add an id column")
