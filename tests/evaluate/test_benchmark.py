@@ -341,3 +341,26 @@ def test_a_killed_benchmark_resumes_without_sampling_its_finished_methods(
     results = json.loads((out / "results.json").read_text())
     assert results["heal"]["usb"]["cases"] == usb["cases"]
     assert "round_trip" in results and not finished.exists()
+
+
+def test_a_changed_manifest_is_not_resumed_from_the_old_ones_results(setup, tmp_path, monkeypatch):
+    from usbrain.evaluate import benchmark
+
+    manifest, pipe, _ = setup
+    args = ["benchmark", "--checkpoint", pipe, "--data", manifest, "--out", tmp_path / "b"]
+    args = [str(a) for a in [*args, "--features", "none"]]
+    sampled = []
+
+    def killed(*_args, **_kw):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(benchmark, "round_trip_scores", killed)
+    assert main(args) != 0
+    original = manifest.read_bytes()
+    try:
+        manifest.write_bytes(original + b"\n")  # the same scans, another file
+        monkeypatch.setattr(benchmark, "heal", lambda *a, **k: sampled.append(1) or killed())
+        assert main([*args, "--resume"]) != 0
+    finally:
+        manifest.write_bytes(original)
+    assert sampled

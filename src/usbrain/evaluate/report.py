@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import replace
 from pathlib import Path
 
@@ -459,6 +460,7 @@ def benchmark_to_folder(
         key = {
             "weights_sha256": pipe.weights_sha256,
             "data": Path(data).resolve(),
+            "manifest_sha256": hashlib.sha256(Path(data).read_bytes()).hexdigest(),
             "split": split,
             "cases": [c.subject for c in cases],
             "seed": seed,
