@@ -312,6 +312,23 @@ def test_the_real_set_of_distribution_scores_is_the_held_out_split_only(setup):
         read_scans(manifest, "val")
 
 
+def test_round_trips_start_from_the_benchmarks_own_usb_edits(setup, tmp_path, monkeypatch):
+    """Each round trip's first edit is USB's scored edit of that case: made once, not twice."""
+    from usbrain.evaluate import round_trips
+
+    manifest, pipe, _ = setup
+    edits = []
+    for name in ("heal", "lesion"):
+        edit = getattr(round_trips, name)
+        monkeypatch.setattr(
+            round_trips, name, lambda *a, _e=edit, _n=name, **k: edits.append(_n) or _e(*a, **k)
+        )
+    args = ["benchmark", "--checkpoint", pipe, "--data", manifest, "--out", tmp_path / "b"]
+    assert main([str(a) for a in [*args, "--features", "none"]]) == 0
+    cases = json.loads((tmp_path / "b" / "results.json").read_text())["setup"]["cases"]
+    assert sorted(edits) == ["heal"] * len(cases) + ["lesion"] * len(cases)
+
+
 def test_a_killed_benchmark_resumes_without_sampling_its_finished_methods(
     setup, tmp_path, monkeypatch
 ):

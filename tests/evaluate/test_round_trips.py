@@ -56,6 +56,18 @@ def test_scores_are_the_two_round_trips_of_the_pipelines_own_edits(triple):
     assert scores["heal_insert_seg_dice"] == 0.5 and np.array_equal(seen[0], again)
 
 
+def test_first_edits_made_elsewhere_give_the_same_scores(triple):
+    pipe, healthy, sick, mask = triple
+    s, space = pipe.config.sampling, pipe.config.space
+    inserted = lesion(pipe, Scan.load(healthy, space, mask), s, 3).image.data
+    healed = heal(pipe, Scan.load(sick, space, mask), s, 3).image.data
+    given = round_trip_scores(pipe, healthy, sick, mask, seed=3, first=(inserted, healed))
+    assert given == pytest.approx(round_trip_scores(pipe, healthy, sick, mask, seed=3))
+    # ... and they are what is scored: an insertion that changed nothing leaves no share.
+    unchanged = round_trip_scores(pipe, healthy, sick, mask, 3, first=(healthy.data, healed))
+    assert np.isnan(unchanged["insert_heal_mae_ratio"])
+
+
 def test_without_a_segmenter_there_is_no_dice(triple):
     assert "heal_insert_seg_dice" not in round_trip_scores(*triple, seed=0)
 

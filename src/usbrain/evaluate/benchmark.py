@@ -337,6 +337,8 @@ def run_benchmark(
     and gives back those an interrupted run with the same settings completed."""
     results: dict = {"heal": {}, "lesion": {}}
     examples: dict[str, dict[str, np.ndarray]] = {"heal": {}, "lesion": {}}
+    # USB's own edit of every case: the first edit of each round trip (not kept by a resume).
+    usb: dict[str, list[np.ndarray]] = {"heal": [], "lesion": []}
 
     def heal_score(c: Case, out: np.ndarray) -> dict[str, float]:
         scores = heal_scores(out, c.sick.data, c.healthy.data, c.mask.data)
@@ -363,6 +365,8 @@ def run_benchmark(
             for i, case in enumerate(cases):
                 out = method(case, i)
                 per_case.append({"subject": case.subject, **score(case, out)})
+                if name == "usb":
+                    usb[task].append(out)
                 if i == 0:
                     examples[task][name] = out
             results[task][name] = {
@@ -381,12 +385,21 @@ def run_benchmark(
     if done is not None:
         results["round_trip"] = {"usb": done[0]}
     elif not only_usb:
+        made = len(usb["heal"]) == len(usb["lesion"]) == len(cases)
         per_case = [
             {
                 "subject": c.subject,
-                **round_trip_scores(pipe, c.healthy, c.sick, c.mask, seed, dice_of(c)),
+                **round_trip_scores(
+                    pipe,
+                    c.healthy,
+                    c.sick,
+                    c.mask,
+                    seed,
+                    dice_of(c),
+                    (usb["lesion"][i], usb["heal"][i]) if made else None,
+                ),
             }
-            for c in cases
+            for i, c in enumerate(cases)
         ]
         results["round_trip"] = {"usb": summarise(per_case)}
         if finished:

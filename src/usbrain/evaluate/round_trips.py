@@ -34,17 +34,25 @@ def round_trip_scores(
     mask: Volume,
     seed: int,
     dice: Callable[[np.ndarray], float] | None = None,
+    first: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> dict[str, float]:
     """Both round trips for one subject; ``dice`` scores a scan with a lesion inserted (native
-    array on ``healthy``'s grid) against ``mask``, if a segmenter is at hand."""
+    array on ``healthy``'s grid) against ``mask``, if a segmenter is at hand. ``first``: the
+    first edits (lesion inserted into ``healthy``, ``sick`` healed; native arrays) if they are
+    already made with the pipeline's settings and ``seed`` (the benchmark's own USB edits)."""
     s, space = pipe.config.sampling, pipe.config.space
+    from_healthy = Scan.load(healthy, space, mask)
+    from_sick = Scan.load(sick, space, mask)
+    if first is None:
+        first = (
+            lesion(pipe, from_healthy, s, seed).image.data,
+            heal(pipe, from_sick, s, seed).image.data,
+        )
+    inserted = Volume(first[0], healthy.affine, header=healthy.header)
+    healed = Volume(first[1], sick.affine, header=sick.header)
     # Each second edit reads the first one's output with the first one's brain (an edit keeps
     # its input's brain; one found afresh would lose an inserted lesion darker than its edge).
-    from_healthy = Scan.load(healthy, space, mask)
-    inserted = lesion(pipe, from_healthy, s, seed).image
     back = heal(pipe, Scan.load(inserted, space, mask, from_healthy.brain), s, seed).image.data
-    from_sick = Scan.load(sick, space, mask)
-    healed = heal(pipe, from_sick, s, seed).image
     again = lesion(pipe, Scan.load(healed, space, mask, from_sick.brain), s, seed).image.data
 
     region = mask.data > 0
