@@ -30,12 +30,14 @@ from usbrain.files import atomic_file
 TABLES = (
     ("heal", "mae_ratio", "Heal: in-lesion MAE to the healthy scan, output / input", 3),
     ("heal", "psnr_outside", "Heal: PSNR outside the dilated lesion (dB)", 1),
+    ("heal", "sharpness_ratio", "Heal: gradient magnitude in the lesion / the healthy scan's", 2),
     ("lesion", "intensity_ratio", "Insertion: lesion intensity after / before", 3),
     ("lesion", "psnr_outside", "Insertion: PSNR outside the dilated mask (dB)", 1),
     ("condition", "lesion_contrast", "Condition: lesion contrast of the generated brain", 3),
     ("condition", "real_contrast", "Condition: lesion contrast of the real scan", 3),
     ("condition", "contrast_gap", "Condition: |generated − real| lesion contrast", 3),
     ("condition", "lesion_in_brain", "Condition: lesion voxels inside the generated brain", 3),
+    ("condition", "sharpness_ratio", "Condition: gradient magnitude in the brain / real's", 2),
 )
 REAL = "real lesion (pathological / healthy scan)"
 
@@ -71,7 +73,10 @@ def main() -> None:
     for task, key, title, digits in TABLES:
         if not all(task in r for r in per_seed.values()):
             continue
-        folded = combine({s: group_medians(r, task, key, group_of) for s, r in per_seed.items()})
+        medians = {s: group_medians(r, task, key, group_of) for s, r in per_seed.items()}
+        if not all(medians.values()):
+            continue  # a score the results of some seed do not have
+        folded = combine(medians)
         if key == "intensity_ratio":
             folded[REAL] = {g: {"median": v, "min": v, "max": v} for g, v in real.items()}
         lines += ["", f"## {title}", "", *group_table(folded, sizes, digits)]

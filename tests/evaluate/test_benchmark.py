@@ -78,6 +78,9 @@ def test_benchmark_scores_every_method_and_the_report_matches_results(setup, tmp
     assert generation["n_per_set"] == 2 and "HD-BET" in generation["feature_network"]
     assert set(generation["fid"]) == {"real_vs_real", "real_vs_usb", "real_vs_noise"}
     assert f"| real vs usb | {generation['fid']['real_vs_usb']:.2f} |" in report
+    sharp = generation["sharpness"]
+    assert f"real {sharp['real']:.4f}, USB {sharp['usb']:.4f}" in report and sharp["real"] > 0
+    assert all(r["sharpness_ratio"] > 0 for r in results["heal"]["usb"]["cases"])
     # Baselines that only touch the lesion leave the rest exactly as it was.
     assert results["heal"]["wm-fill"]["median"]["psnr_outside"] == "inf"
 

@@ -46,3 +46,17 @@ def test_condition_contrast_hand_computed():
     assert s["lesion_contrast"] > s["real_contrast"]
     assert math.isnan(condition_scores(healthy, np.zeros_like(mask))["lesion_contrast"])
     assert "real_contrast" not in condition_scores(healthy, mask)
+
+
+def test_sharpness_ratio_is_one_for_the_truth_and_lower_for_a_blurred_fill():
+    from scipy import ndimage
+
+    healthy, sick, mask = _case()
+    rng = np.random.default_rng(0)
+    textured = healthy + rng.normal(0, 20, healthy.shape) * (healthy > 0)
+    assert heal_scores(textured, sick, textured, mask)["sharpness_ratio"] == 1.0
+    blurred = ndimage.gaussian_filter(textured, 1.5)
+    assert heal_scores(blurred, sick, textured, mask)["sharpness_ratio"] < 0.5
+    condition = condition_scores(blurred, mask, textured)["sharpness_ratio"]
+    assert 0 < condition < 1.0
+    assert math.isnan(heal_scores(textured, sick, np.zeros_like(textured), mask)["sharpness_ratio"])

@@ -3,7 +3,8 @@
 Every set is compared in model space (the generator's own grid): real scans are brought there by
 :func:`usbrain.data.preprocess.preprocess`. Three comparisons bracket the model's score:
 real-vs-real (two disjoint halves of the real scans: the floor), real-vs-USB (generated pairs),
-and real-vs-noise (uniform noise volumes: what a feature network must call far).
+and real-vs-noise (uniform noise volumes: what a feature network must call far). Sharpness: the
+median over volumes of the mean intensity-gradient magnitude inside each one's brain.
 """
 
 from __future__ import annotations
@@ -12,9 +13,10 @@ import numpy as np
 import torch
 
 from usbrain.data.nifti import Volume
-from usbrain.data.preprocess import preprocess
+from usbrain.data.preprocess import brain_mask, preprocess
 from usbrain.evaluate.distribution import frechet_distance, mmd, ms_ssim_diversity
 from usbrain.evaluate.features import FeatureNetwork, extract_features
+from usbrain.evaluate.regions import region_gradient
 from usbrain.pipeline import Pipeline
 from usbrain.tasks.generate import generate
 from usbrain.tasks.results import Result
@@ -33,6 +35,11 @@ def _diversity(volumes: torch.Tensor) -> float:
     if min(volumes.shape[2:]) < MS_SSIM_MIN_SIDE or volumes.shape[0] < 2:
         return float("nan")
     return ms_ssim_diversity(volumes)
+
+
+def _sharpness(volumes: torch.Tensor) -> float:
+    """Median over (N, 1, D, H, W) ``volumes`` of the mean gradient magnitude in the brain."""
+    return float(np.median([region_gradient(v, brain_mask(v)) for v in volumes[:, 0].numpy()]))
 
 
 def lesion_statistics(results: list[Result]) -> dict[str, float]:
@@ -80,5 +87,6 @@ def generation_scores(
         "fid": {k: frechet_distance(feats["real_a"], feats[v]) for k, v in pairs.items()},
         "mmd": {k: mmd(feats["real_a"], feats[v]) for k, v in pairs.items()},
         "ms_ssim_diversity": {"real": _diversity(half_a), "usb": _diversity(usb)},
+        "sharpness": {"real": _sharpness(half_a), "usb": _sharpness(usb)},
         **lesion_statistics(results),
     }

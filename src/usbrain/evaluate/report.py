@@ -336,12 +336,14 @@ def generation_table(scores: dict) -> list[str]:
         lines.append(
             f"| {key.replace('_', ' ')} | {scores['fid'][key]:.2f} | {scores['mmd'][key]:.4f} |"
         )
-    div = scores["ms_ssim_diversity"]
+    div, sharp = scores["ms_ssim_diversity"], scores["sharpness"]
     lines += [
         "",
         f"MS-SSIM between pairs (lower = more diverse): real {format_value(div['real'], 3)}, USB "
         f"{format_value(div['usb'], 3)}. Median fraction of generated lesion voxels inside the "
-        f"generated brain: {format_value(scores['lesion_in_brain_median'], 2)}.",
+        f"generated brain: {format_value(scores['lesion_in_brain_median'], 2)}. Mean gradient "
+        f"magnitude in the brain (sharpness): real {format_value(sharp['real'], 4)}, USB "
+        f"{format_value(sharp['usb'], 4)}.",
     ]
     return lines
 

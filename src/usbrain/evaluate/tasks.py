@@ -11,6 +11,11 @@
   (a lesion drawn like the real one scores alike; a signal void scores far lower; no lesion
   scores about 1).
 
+Sharpness (``sharpness_ratio``): the mean intensity-gradient magnitude of the output over the
+truth's, inside the lesion for heal, inside each one's brain for condition (1 when as sharp as
+the real scan, lower for a blurred fill; an inserted void is the intensity ratio's to catch: its
+edge is sharp).
+
 Outside regions are restricted to the input's brain (the zero background would flatter PSNR);
 PSNR uses the input's maximum as its data range.
 
@@ -28,7 +33,7 @@ from usbrain.data.masks import dilated
 from usbrain.data.preprocess import brain_mask
 from usbrain.evaluate.brats import inpainting_scores
 from usbrain.evaluate.paired import paired_scores
-from usbrain.evaluate.regions import region_mae, region_mean, region_psnr
+from usbrain.evaluate.regions import region_gradient, region_mae, region_mean, region_psnr
 
 OUTSIDE_DILATION = 2  # native voxels between the lesion and the "outside" region
 
@@ -37,6 +42,15 @@ def _regions(source: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarr
     lesion = mask > 0
     outside = brain_mask(source) & ~dilated(mask, OUTSIDE_DILATION)
     return lesion, outside
+
+
+def sharpness_ratio(
+    output: np.ndarray, region: np.ndarray, truth: np.ndarray, truth_region: np.ndarray
+) -> float:
+    """Mean gradient magnitude of ``output`` in ``region`` over ``truth``'s in ``truth_region``
+    (one grid); NaN where the truth is flat there."""
+    reference = region_gradient(truth, truth_region)
+    return region_gradient(output, region) / reference if reference > 0 else float("nan")
 
 
 def heal_scores(
@@ -52,6 +66,7 @@ def heal_scores(
         "mae_lesion_input": mae_in,
         "mae_ratio": mae_out / mae_in if mae_in > 0 else float("nan"),
         "psnr_outside": region_psnr(output, source, outside, float(source.max())),
+        "sharpness_ratio": sharpness_ratio(output, lesion, healthy, lesion),
         **{f"brats_{k}": brats[k] for k in ("ssim", "psnr", "mse")},
         **paired_scores(output, healthy, mask),
     }
@@ -91,4 +106,7 @@ def condition_scores(
     scores = {"lesion_contrast": lesion_contrast(output, mask)}
     if real is not None:
         scores["real_contrast"] = lesion_contrast(real, mask)
+        scores["sharpness_ratio"] = sharpness_ratio(
+            output, brain_mask(output), real, brain_mask(real)
+        )
     return scores
