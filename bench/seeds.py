@@ -7,10 +7,12 @@ Sampling seeds for a shipped model (one checkpoint, the seed of each benchmark r
 
 Training seeds for what ``make demo`` trains: ``--train-tiny`` runs the demo once per seed
 (``usbrain demo --set seed=S``: the same cohort, another training run) and benchmarks each
-run's pipeline, with the same seed, on ``--data``:
+run's pipeline, with the same seed, on ``--data``; ``--downstream`` adds the segmenters
+trained on real, real + USB and real + copy-paste pairs of the demo's cohort (the data tiny
+trained on) and scored on ``--data``, as ``usbrain benchmark --downstream``:
 
     python bench/seeds.py --train-tiny --data runs/heldout-tiny/manifest.csv --seeds 0,1,2 \\
-        --out runs/seeds-tiny
+        --out runs/seeds-tiny --downstream
 
 ``--data`` should be a held-out cohort (``usbrain cohort --start N --held-out``, N past the
 training cohort's last subject): ≥ 24 test subjects with a lesion. A seed whose results exist
@@ -43,6 +45,14 @@ def main() -> None:
     parser.add_argument("--split", default="test", help="split to score (default test)")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--features", default="none", help="as usbrain benchmark (default none)")
+    parser.add_argument("--downstream", action="store_true", help="as usbrain benchmark")
+    parser.add_argument("--downstream-steps", type=int, help="as usbrain benchmark")
+    parser.add_argument(
+        "--downstream-train",
+        type=Path,
+        help="manifest whose train split the segmenters train on (default: with --train-tiny "
+        "the demo's cohort, which tiny trained on; else --data)",
+    )
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
@@ -51,11 +61,13 @@ def main() -> None:
     for seed in seeds:
         folder = args.out / f"seed-{seed}"
         if not (folder / "results.json").is_file():
+            demo = args.out / f"demo-{seed}"
             checkpoint = (
-                pipeline_folder(args.checkpoint)
-                if args.checkpoint
-                else _trained_demo(args.out / f"demo-{seed}", seed)
+                pipeline_folder(args.checkpoint) if args.checkpoint else _trained_demo(demo, seed)
             )
+            train = args.downstream_train
+            if args.downstream and train is None and args.train_tiny:
+                train = demo / "cohort" / "manifest.csv"
             benchmark_to_folder(
                 checkpoint,
                 args.data,
@@ -65,7 +77,10 @@ def main() -> None:
                 args.device,
                 overwrite=True,
                 features=args.features,
+                downstream=args.downstream,
+                downstream_steps=args.downstream_steps,
                 resume=True,
+                downstream_train=train,
             )
         per_seed[seed] = json.loads((folder / "results.json").read_text())
     combined = combine(per_seed)
@@ -87,7 +102,7 @@ def _trained_demo(out: Path, seed: int) -> Path:
     """The pipeline of ``usbrain demo --set seed=<seed>`` in ``out`` (run if not there)."""
     pipeline = out / "train" / "diffusion" / "pipeline"
     if not (pipeline / "meta.json").is_file():
-        run_demo(out, overrides=[f"seed={seed}"])
+        run_demo(out, overrides=[f"seed={seed}"], shipped=False)
     return pipeline
 
 

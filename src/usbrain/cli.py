@@ -259,6 +259,7 @@ def _benchmark(args: argparse.Namespace) -> None:
         args.downstream,
         args.downstream_steps,
         args.resume,
+        args.downstream_train,
     )
     print(f"benchmark report: {report}")
 
@@ -603,6 +604,14 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=None,
         help="training steps of each --downstream segmenter (default: the config's, 200)",
+    )
+    p.add_argument(
+        "--downstream-train",
+        type=Path,
+        default=None,
+        metavar="MANIFEST",
+        help="train the --downstream segmenters on this manifest's train split (e.g. the "
+        "generator's training cohort, when --data is a held-out cohort; default --data)",
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default=None, help="cpu or cuda (default cpu)")

@@ -75,10 +75,13 @@ def run_demo(
     size: int = 64,
     seed: int = 0,
     overrides: list[str] | None = None,
+    shipped: bool = True,
 ) -> Path:
     """Run the demo into ``out`` (replaced whole, atomically) and return its report's path.
 
-    ``overrides`` change the ``tiny`` config (``key=value``, as ``--set`` does).
+    ``overrides`` change the ``tiny`` config (``key=value``, as ``--set`` does); ``shipped=False``
+    leaves out the shipped model's tasks (what a training-seed benchmark needs is the ``tiny``
+    run alone, whose weights do not depend on them).
     """
     config = load_config(PRESET, overrides=overrides)
     out = Path(out)
@@ -122,7 +125,7 @@ def run_demo(
 
         runs = {}
         base = SHIPPED_MODELS / "base"
-        if (base / "meta.json").is_file():
+        if shipped and (base / "meta.json").is_file():
             runs["base"] = _run_base(base, tmp, seed)
             lines += tasks_section(
                 runs["base"],

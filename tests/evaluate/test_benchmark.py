@@ -298,6 +298,8 @@ def test_downstream_without_its_inputs_is_refused_before_anything_runs(setup, tm
     assert str(bare) in err and "no 'train' scan with a lesion mask" in err
     assert main([str(a) for a in [*args, "--downstream-steps", "2"]]) == 2
     assert "without --downstream" in capsys.readouterr().err
+    assert main([str(a) for a in [*args, "--downstream-train", manifest]]) == 2
+    assert "--downstream-train given without --downstream" in capsys.readouterr().err
     assert not out.exists()
 
 

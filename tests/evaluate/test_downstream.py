@@ -54,6 +54,19 @@ def test_read_downstream_says_what_is_missing(cohort, tmp_path):
     assert str(bare) in message and "healthy_image" in message and "no 'test' scan" in message
 
 
+def test_read_downstream_trains_on_another_manifest_and_scores_on_the_held_out_one(
+    cohort, tmp_path
+):
+    held_out = write_cohort(tmp_path / "held", 6, size=32, progress=False, start=10, held_out=True)
+    with pytest.raises(InputError, match=f"{held_out}.*no 'train' scan"):
+        read_downstream(held_out, "test")  # a held-out cohort has nothing to train on
+    data = read_downstream(held_out, "test", train_manifest=cohort)
+    assert data.train_manifest == cohort and data.manifest == held_out
+    assert {s.subject for s in data.train} == {s.subject for s in read_downstream(cohort).train}
+    tested = {r.split(",")[0] for r in held_out.read_text().splitlines()[1:] if ",test," in r}
+    assert data.test and {s.subject for s in data.test} <= tested
+
+
 def test_transfer_mask_as_is_on_one_grid_and_through_model_space_across_grids():
     space = micro_config().space
     shape = (32, 32, 32)

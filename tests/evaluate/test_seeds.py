@@ -49,6 +49,18 @@ def test_headline_table_lists_the_figures_the_results_have():
     )
 
 
+def test_headline_table_ends_with_the_downstream_dice_of_each_training_set():
+    def results(real: float, usb: float) -> dict:
+        sets = {"real": {"dice_mean": real}, "real + usb": {"dice_mean": usb}}
+        return {**_results(0.3, 30.0), "downstream": {"sets": sets}}
+
+    lines = headline_table(combine({0: results(0.4, 0.5), 1: results(0.2, 0.6)}))
+    assert lines[-2:] == [
+        "| downstream: segmenter trained on real, mean test Dice | 0.300 [0.200 – 0.400] |",
+        "| downstream: segmenter trained on real + usb, mean test Dice | 0.550 [0.500 – 0.600] |",
+    ]
+
+
 def test_group_medians_split_each_methods_cases_by_kind_then_fold_over_seeds():
     def results(shift: float) -> dict:
         cases = [

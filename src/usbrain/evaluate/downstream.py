@@ -72,9 +72,11 @@ class ManifestScan:
 class DownstreamData:
     """What the downstream benchmark reads from a manifest: the training split's scans with a
     mask (``train``), those of them with a healthy version (``recipients``) and with a lesion
-    (``donors``), and the held-out split's scans with a lesion (``test``)."""
+    (``donors``), of ``train_manifest``, and the held-out split's scans with a lesion
+    (``test``) of ``manifest``."""
 
     manifest: Path
+    train_manifest: Path
     split: str
     train: list[ManifestScan]
     recipients: list[ManifestScan]
@@ -91,42 +93,57 @@ def _scan(record: Record) -> ManifestScan:
     )
 
 
-def read_downstream(manifest: str | Path, split: str = "test") -> DownstreamData:
+def read_downstream(
+    manifest: str | Path, split: str = "test", train_manifest: str | Path | None = None
+) -> DownstreamData:
     """The scans of ``manifest`` the downstream benchmark needs, checked before anything runs.
 
-    Raises :class:`~usbrain.errors.InputError` naming the manifest when the training split has
-    no scan with a lesion mask, no healthy scan with another subject's lesion to insert, or the
-    held-out ``split`` has no scan with a lesion.
+    The segmenters train on the training split of ``train_manifest`` (default ``manifest``; a
+    held-out cohort has no training split, the generator's own training cohort does) and are
+    scored on ``split`` of ``manifest``. Raises :class:`~usbrain.errors.InputError` naming the
+    manifest when the training split has no scan with a lesion mask, no healthy scan with
+    another subject's lesion to insert, or the held-out ``split`` has no scan with a lesion.
     """
     manifest = Path(manifest)
+    train_manifest = manifest if train_manifest is None else Path(train_manifest)
     if split == TRAIN_SPLIT:
         raise InputError(
             f"{manifest}: --downstream scores on the held-out split, not on '{TRAIN_SPLIT}' (the "
             "split it trains on); give --split test or val"
         )
-    records = read_manifest(manifest)
-    train = [_scan(r) for r in records if r.split == TRAIN_SPLIT and r.mask is not None]
+    train = [
+        _scan(r)
+        for r in read_manifest(train_manifest)
+        if r.split == TRAIN_SPLIT and r.mask is not None
+    ]
     donors = [s for s in train if s.has_lesion]
     recipients = [
         s for s in train if s.healthy is not None and any(d.subject != s.subject for d in donors)
     ]
-    test = [s for s in (_scan(r) for r in records if r.split == split) if s.has_lesion]
-    problems = []
+    test = [
+        s for s in (_scan(r) for r in read_manifest(manifest) if r.split == split) if s.has_lesion
+    ]
+    problems = {}
     if not donors:
-        problems.append(f"no '{TRAIN_SPLIT}' scan with a lesion mask to train on")
+        problems[train_manifest] = [f"no '{TRAIN_SPLIT}' scan with a lesion mask to train on"]
     if not recipients:
-        problems.append(
+        problems.setdefault(train_manifest, []).append(
             f"no '{TRAIN_SPLIT}' scan with a healthy_image (and another {TRAIN_SPLIT} subject's "
             "lesion mask) to insert synthetic lesions into"
         )
     if not test:
-        problems.append(f"no '{split}' scan with a lesion mask to score on")
+        problems.setdefault(manifest, []).append(
+            f"no '{split}' scan with a lesion mask to score on"
+        )
     if problems:
         raise InputError(
-            f"{manifest}: --downstream needs the columns mask, healthy_image and split: "
-            + "; ".join(problems)
+            "; ".join(
+                f"{path}: --downstream needs the columns mask, healthy_image and split: "
+                + "; ".join(p)
+                for path, p in problems.items()
+            )
         )
-    return DownstreamData(manifest, split, train, recipients, donors, test)
+    return DownstreamData(manifest, train_manifest, split, train, recipients, donors, test)
 
 
 def to_model_space(image: Volume, mask: Volume, space: ModelSpace) -> tuple[np.ndarray, np.ndarray]:
@@ -276,6 +293,7 @@ def run_downstream(
     return {
         "config": asdict(config),
         "space": asdict(space),
+        "train_data": str(data.train_manifest.resolve()),
         "train_split": TRAIN_SPLIT,
         "test_split": data.split,
         "test_scans": [subject for subject, _, _ in test],

@@ -172,10 +172,11 @@ def downstream_table(downstream: dict) -> list[str]:
     lines = [
         f"Lesion segmenters trained with the same config ({config['steps']} steps, channels "
         f"{tuple(config['channels'])}, seed {config['seed']}) on the '{downstream['train_split']}' "
-        f"split's real pairs, alone or with one synthetic pair per healthy training scan (another "
-        f"training subject's mask; {len(downstream['inserted'])} inserted, "
-        f"{len(downstream['skipped'])} skipped), scored by lesion Dice on "
-        f"{len(downstream['test_scans'])} '{downstream['test_split']}' pathological scans.",
+        f"split's real pairs of `{downstream['train_data']}`, alone or with one synthetic pair "
+        f"per healthy training scan (another training subject's mask; "
+        f"{len(downstream['inserted'])} inserted, {len(downstream['skipped'])} skipped), "
+        f"scored by lesion Dice on {len(downstream['test_scans'])} "
+        f"'{downstream['test_split']}' pathological scans.",
         "",
         "| training set | pairs (real + synthetic) | test Dice mean (higher) | test Dice median "
         "(higher) | seconds |",
@@ -425,6 +426,7 @@ def benchmark_to_folder(
     downstream: bool = False,
     downstream_steps: int | None = None,
     resume: bool = False,
+    downstream_train: Path | None = None,
 ) -> Path:
     """``usbrain benchmark``: run, then write ``results.json``, ``report.md`` and figures.
 
@@ -435,7 +437,8 @@ def benchmark_to_folder(
     that scores lesion fidelity (:class:`~usbrain.evaluate.benchmark.SegmenterScores`).
     ``downstream`` trains segmenters on real, real + USB and real + copy-paste pairs and scores
     them on the held-out scans (:mod:`usbrain.evaluate.downstream`), with ``segmenter``'s config
-    when given (else the defaults) and ``downstream_steps`` steps when given.
+    when given (else the defaults) and ``downstream_steps`` steps when given, on the train
+    split of ``downstream_train`` (default ``data``).
 
     Each edit method's results are kept beside ``out`` (``.NAME.finished/``) as it completes,
     until ``out`` is written; ``resume`` reads back those of a killed run with the same
@@ -444,10 +447,12 @@ def benchmark_to_folder(
     with claim(out, overwrite):
         if downstream_steps is not None and not downstream:
             raise InputError("--downstream-steps given without --downstream; add --downstream")
+        if downstream_train is not None and not downstream:
+            raise InputError("--downstream-train given without --downstream; add --downstream")
         if readme is not None:
             readme_block(readme)
         cases = read_cases(data, split)
-        downstream_data = read_downstream(data, split) if downstream else None
+        downstream_data = read_downstream(data, split, downstream_train) if downstream else None
         scorer = SegmenterScores.load(segmenter, device) if segmenter is not None else None
         downstream_config = scorer.segmenter.config if scorer is not None else SegmenterConfig()
         if downstream_steps is not None:

@@ -99,7 +99,7 @@ def spread(figure: dict, digits: int) -> str:
 
 def headline_table(combined: dict) -> list[str]:
     """Markdown rows of :data:`HEADLINE` (medians over scans, then over seeds) that
-    ``combined`` has."""
+    ``combined`` has, then the downstream segmenters' mean test Dice per training set."""
     lines = [
         f"| figure | median [min – max] over seeds {', '.join(map(str, combined['seeds']))} |",
         "|---|---|",
@@ -108,6 +108,9 @@ def headline_table(combined: dict) -> list[str]:
         figure = combined.get(task, {}).get(method, {}).get("median", {}).get(key)
         if figure is not None:
             lines.append(f"| {title} | {spread(figure, digits)} |")
+    for name, scores in combined.get("downstream", {}).get("sets", {}).items():
+        title = f"downstream: segmenter trained on {name}, mean test Dice"
+        lines.append(f"| {title} | {spread(scores['dice_mean'], 3)} |")
     return lines
 
 
