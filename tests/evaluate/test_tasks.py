@@ -59,4 +59,7 @@ def test_sharpness_ratio_is_one_for_the_truth_and_lower_for_a_blurred_fill():
     assert heal_scores(blurred, sick, textured, mask)["sharpness_ratio"] < 0.5
     condition = condition_scores(blurred, mask, textured)["sharpness_ratio"]
     assert 0 < condition < 1.0
+    # A generated brain in model intensities ([0, 1]) against a real scan in its own units.
+    scaled = condition_scores(textured / textured.max(), mask, textured)["sharpness_ratio"]
+    assert math.isclose(scaled, 1.0, rel_tol=1e-9)
     assert math.isnan(heal_scores(textured, sick, np.zeros_like(textured), mask)["sharpness_ratio"])

@@ -13,10 +13,10 @@ import numpy as np
 import torch
 
 from usbrain.data.nifti import Volume
-from usbrain.data.preprocess import brain_mask, preprocess
+from usbrain.data.preprocess import preprocess
 from usbrain.evaluate.distribution import frechet_distance, mmd, ms_ssim_diversity
 from usbrain.evaluate.features import FeatureNetwork, extract_features
-from usbrain.evaluate.regions import region_gradient
+from usbrain.evaluate.regions import brain_sharpness
 from usbrain.pipeline import Pipeline
 from usbrain.tasks.generate import generate
 from usbrain.tasks.results import Result
@@ -38,8 +38,8 @@ def _diversity(volumes: torch.Tensor) -> float:
 
 
 def _sharpness(volumes: torch.Tensor) -> float:
-    """Median over (N, 1, D, H, W) ``volumes`` of the mean gradient magnitude in the brain."""
-    return float(np.median([region_gradient(v, brain_mask(v)) for v in volumes[:, 0].numpy()]))
+    """Median over (N, 1, D, H, W) ``volumes`` of :func:`brain_sharpness`."""
+    return float(np.median([brain_sharpness(v) for v in volumes[:, 0].numpy()]))
 
 
 def lesion_statistics(results: list[Result]) -> dict[str, float]:

@@ -12,9 +12,10 @@
   scores about 1).
 
 Sharpness (``sharpness_ratio``): the mean intensity-gradient magnitude of the output over the
-truth's, inside the lesion for heal, inside each one's brain for condition (1 when as sharp as
-the real scan, lower for a blurred fill; an inserted void is the intensity ratio's to catch: its
-edge is sharp).
+truth's, inside the lesion for heal, inside each one's brain for condition
+(:func:`~usbrain.evaluate.regions.brain_sharpness`: tissue away from the brain's outline, per
+unit of its median intensity) (1 when as sharp as the real scan, lower for a blurred fill;
+an inserted void is the intensity ratio's to catch: its edge is sharp).
 
 Outside regions are restricted to the input's brain (the zero background would flatter PSNR);
 PSNR uses the input's maximum as its data range.
@@ -33,7 +34,13 @@ from usbrain.data.masks import dilated
 from usbrain.data.preprocess import brain_mask
 from usbrain.evaluate.brats import inpainting_scores
 from usbrain.evaluate.paired import paired_scores
-from usbrain.evaluate.regions import region_gradient, region_mae, region_mean, region_psnr
+from usbrain.evaluate.regions import (
+    brain_sharpness,
+    region_gradient,
+    region_mae,
+    region_mean,
+    region_psnr,
+)
 
 OUTSIDE_DILATION = 2  # native voxels between the lesion and the "outside" region
 
@@ -106,7 +113,6 @@ def condition_scores(
     scores = {"lesion_contrast": lesion_contrast(output, mask)}
     if real is not None:
         scores["real_contrast"] = lesion_contrast(real, mask)
-        scores["sharpness_ratio"] = sharpness_ratio(
-            output, brain_mask(output), real, brain_mask(real)
-        )
+        reference = brain_sharpness(real)  # the generated brain is in model intensities
+        scores["sharpness_ratio"] = brain_sharpness(output) / reference
     return scores

@@ -300,8 +300,13 @@ def model_card(pipe: Pipeline, run: Path, timings: dict[str, float]) -> str:
             "",
             "## Held-out scores",
             "",
-            "`python bench/seeds.py --checkpoint base --data <held-out cohort> --seeds 0,1,2` "
-            "(the README gives the command that makes the held-out cohort and its results).",
+            "On 64 subjects it never saw (`usbrain cohort --out runs/heldout-base --subjects 64 "
+            "--size 100 --variation rich --start 200 --held-out`: 24 test scans with a lesion), "
+            "three sampling seeds (`python bench/seeds.py --checkpoint base --data "
+            "runs/heldout-base/manifest.csv --seeds 0,1,2 --out runs/seeds-base`, then "
+            "`bench/condition_seeds.py` and `bench/by_kind.py` with the same arguments): "
+            "every figure as median [min – max] in the repository's "
+            "`docs/results/base-heldout/` (`summary.md`, `by_kind.md`) and its README.",
             "",
         ]
     )
