@@ -4,7 +4,8 @@ Every set is compared in model space (the generator's own grid): real scans are 
 :func:`usbrain.data.preprocess.preprocess`. Three comparisons bracket the model's score:
 real-vs-real (two disjoint halves of the real scans: the floor), real-vs-USB (generated pairs),
 and real-vs-noise (uniform noise volumes: what a feature network must call far). Sharpness: the
-median over volumes of the mean intensity-gradient magnitude inside each one's brain.
+median over volumes of :func:`~usbrain.evaluate.regions.brain_sharpness`. Given the training
+scans, memorisation: how near the samples lie to them (:mod:`usbrain.evaluate.memorisation`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from usbrain.data.nifti import Volume
 from usbrain.data.preprocess import preprocess
 from usbrain.evaluate.distribution import frechet_distance, mmd, ms_ssim_diversity
 from usbrain.evaluate.features import FeatureNetwork, extract_features
+from usbrain.evaluate.memorisation import memorisation_scores
 from usbrain.evaluate.regions import brain_sharpness
 from usbrain.pipeline import Pipeline
 from usbrain.tasks.generate import generate
@@ -63,12 +65,18 @@ def pair_scores(pipe: Pipeline, n: int, seed: int = 0) -> dict:
 
 @torch.inference_mode()
 def generation_scores(
-    pipe: Pipeline, real: torch.Tensor, network: FeatureNetwork, seed: int = 0
+    pipe: Pipeline,
+    real: torch.Tensor,
+    network: FeatureNetwork,
+    seed: int = 0,
+    train: torch.Tensor | None = None,
 ) -> dict:
     """FID / MMD of real-vs-real, real-vs-USB and real-vs-noise, and MS-SSIM diversity.
 
-    ``real``: (N, 1, D, H, W) model-space scans, N ≥ 4; halves of N // 2 scans each, and as many
-    generated and noise volumes.
+    ``real``: (N, 1, D, H, W) held-out model-space scans, N ≥ 4; halves of N // 2 scans each,
+    and as many generated and noise volumes. ``train``: the generator's training scans, the
+    same way; given, ``memorisation`` holds the generated and the held-out volumes' distances
+    to their nearest training scan (:func:`~usbrain.evaluate.memorisation.memorisation_scores`).
     """
     n = real.shape[0] // 2
     half_a, half_b = real[0 : 2 * n : 2], real[1 : 2 * n : 2]
@@ -81,6 +89,11 @@ def generation_scores(
         for k, v in (("real_a", half_a), ("real_b", half_b), ("usb", usb), ("noise", noise))
     }
     pairs = {"real_vs_real": "real_b", "real_vs_usb": "usb", "real_vs_noise": "noise"}
+    extra = {}
+    if train is not None:
+        held_out = np.concatenate([feats["real_a"], feats["real_b"]])
+        train_feats = extract_features(network, train)
+        extra["memorisation"] = memorisation_scores(feats["usb"], held_out, train_feats)
     return {
         "feature_network": network.name,
         "n_per_set": n,
@@ -89,4 +102,5 @@ def generation_scores(
         "ms_ssim_diversity": {"real": _diversity(half_a), "usb": _diversity(usb)},
         "sharpness": {"real": _sharpness(half_a), "usb": _sharpness(usb)},
         **lesion_statistics(results),
+        **extra,
     }
