@@ -12,10 +12,10 @@
   scores about 1).
 
 Sharpness (``sharpness_ratio``): the mean intensity-gradient magnitude of the output over the
-truth's, inside the lesion for heal, inside each one's brain for condition
-(:func:`~usbrain.evaluate.regions.brain_sharpness`: tissue away from the brain's outline, per
-unit of its median intensity) (1 when as sharp as the real scan, lower for a blurred fill;
-an inserted void is the intensity ratio's to catch: its edge is sharp).
+truth's: inside the lesion for heal; for condition, in each one's tissue away from the brain's
+outline, per unit of its median intensity (:func:`~usbrain.evaluate.regions.brain_sharpness`).
+1 when as sharp as the real scan, lower for a blurred fill; an inserted void is the intensity
+ratio's to catch (its edge is sharp).
 
 Outside regions are restricted to the input's brain (the zero background would flatter PSNR);
 PSNR uses the input's maximum as its data range.
