@@ -4,10 +4,12 @@ real scan the mask belongs to.
 For every ``--split`` scan with a lesion of ``--data`` and every seed, ``usbrain condition``'s
 task generates one brain for the scan's mask; scored are its lesion contrast (mean inside the
 mask over the median brain outside it; T1 lesions are dark), the real scan's contrast on the
-same mask, their gap and the share of lesion voxels inside the generated brain:
+same mask, their gap, their sharpness ratio and the share of lesion voxels inside the
+generated brain; with ``--features`` (as ``usbrain benchmark``), also FID / MMD of the
+generated brains, in model space, against the ``--split`` scans (``distribution``):
 
     python bench/condition_seeds.py --checkpoint base --data runs/heldout-base/manifest.csv \\
-        --seeds 0,1,2 --out runs/seeds-base
+        --seeds 0,1,2 --out runs/seeds-base --features hdbet
 
 Writes ``<out>/condition/seed-<S>.json`` (a seed already there is not run again), which
 ``bench/by_kind.py`` splits by lesion kind, and prints the medians over scans per seed.
@@ -19,7 +21,9 @@ import argparse
 import json
 from pathlib import Path
 
-from usbrain.evaluate.benchmark import read_cases, summarise
+from usbrain.evaluate.benchmark import read_cases, read_scans, summarise
+from usbrain.evaluate.generation import conditional_scores, model_space_images
+from usbrain.evaluate.report import feature_network
 from usbrain.evaluate.tasks import condition_scores
 from usbrain.files import atomic_file
 from usbrain.pipeline import Pipeline
@@ -33,16 +37,21 @@ def main() -> None:
     parser.add_argument("--seeds", default="0,1,2", help="comma-separated (default 0,1,2)")
     parser.add_argument("--split", default="test", help="split to score (default test)")
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--features", default="none", help="as usbrain benchmark (default none)")
+    parser.add_argument("--feature-size", type=int, default=128)
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
     pipe = Pipeline.from_pretrained(args.checkpoint, args.device)
     cases = read_cases(args.data, args.split)
+    network = feature_network(args.features, args.feature_size)
+    real = None if network is None else model_space_images(pipe, read_scans(args.data, args.split))
     for seed in (int(s) for s in args.seeds.split(",")):
         path = args.out / "condition" / f"seed-{seed}.json"
         if not path.is_file():
-            rows = []
+            rows, brains = [], []
             for case in cases:
                 (result,) = condition(pipe, case.mask, 1, pipe.config.sampling, seed)
+                brains.append(result.image)
                 scores = condition_scores(result.image.data, case.mask.data, case.sick.data)
                 rows.append(
                     {
@@ -52,11 +61,19 @@ def main() -> None:
                         "lesion_in_brain": result.info["lesion_in_brain"],
                     }
                 )
+            scores = {"condition": {"usb": summarise(rows)}}
+            if network is not None:
+                generated = model_space_images(pipe, brains)
+                scores["distribution"] = conditional_scores(real, generated, network)
             path.parent.mkdir(parents=True, exist_ok=True)
             with atomic_file(path, overwrite=True) as tmp:
-                tmp.write_text(json.dumps({"condition": {"usb": summarise(rows)}}, indent=1))
-        medians = json.loads(path.read_text())["condition"]["usb"]["median"]
+                tmp.write_text(json.dumps(scores, indent=1))
+        done = json.loads(path.read_text())
+        medians = done["condition"]["usb"]["median"]
         print(f"seed {seed}: " + ", ".join(f"{k} {v:.3f}" for k, v in medians.items()))
+        if "distribution" in done:
+            fid = done["distribution"]["fid"]
+            print(f"  FID real vs real {fid['real_vs_real']:.3f}, vs USB {fid['real_vs_usb']:.3f}")
 
 
 if __name__ == "__main__":

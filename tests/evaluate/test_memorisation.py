@@ -4,11 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
-from tests.conftest import micro_config
-from usbrain.evaluate.features import HDBETEncoder, hdbet_encoder
-from usbrain.evaluate.generation import generation_scores
 from usbrain.evaluate.memorisation import memorisation_scores, nearest_distances
 
 
@@ -30,19 +26,3 @@ def test_copies_of_training_scans_are_caught_and_new_samples_are_not():
     assert new["held_out_to_train"] == pytest.approx(
         float(np.median(nearest_distances(held_out, train)))
     )
-
-
-def test_generation_scores_measure_memorisation_against_the_training_scans(tmp_path):
-    from usbrain.pipeline import Pipeline
-
-    torch.manual_seed(0)
-    pipe = Pipeline.build(micro_config())
-    torch.save(HDBETEncoder().state_dict(), tmp_path / "hdbet.pt")
-    network = hdbet_encoder(tmp_path / "hdbet.pt", size=32)
-    shape = pipe.config.space.size
-    real = torch.rand(4, 1, *shape, generator=torch.Generator().manual_seed(1))
-    scores = generation_scores(pipe, real, network, seed=0, train=real)
-    memo = scores["memorisation"]  # the held-out scans are the training scans here: distance 0
-    assert memo["held_out_to_train"] == pytest.approx(0.0, abs=1e-3)
-    assert memo["closer_than_held_out"] == 0.0 and memo["generated_to_train"] > 0
-    assert "memorisation" not in generation_scores(pipe, real, network, seed=0)

@@ -63,6 +63,29 @@ def pair_scores(pipe: Pipeline, n: int, seed: int = 0) -> dict:
     return {"n": n, **lesion_statistics(generate(pipe, n, pipe.config.sampling, seed))}
 
 
+def _halves(real: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two disjoint halves of N // 2 scans each (alternate scans)."""
+    n = real.shape[0] // 2
+    return real[0 : 2 * n : 2], real[1 : 2 * n : 2]
+
+
+def _compare(network: FeatureNetwork, real: torch.Tensor, sets: dict[str, torch.Tensor]) -> dict:
+    """FID, MMD, MS-SSIM diversity and sharpness of each of ``sets`` against half of ``real``,
+    beside real-vs-real (the other half); ``features`` keeps every set's features."""
+    half_a, half_b = _halves(real)
+    feats = {k: extract_features(network, v) for k, v in {"real_b": half_b, **sets}.items()}
+    reference = extract_features(network, half_a)
+    names = {"real_vs_real": "real_b"} | {f"real_vs_{k}": k for k in sets}
+    return {
+        "feature_network": network.name,
+        "fid": {k: frechet_distance(reference, feats[v]) for k, v in names.items()},
+        "mmd": {k: mmd(reference, feats[v]) for k, v in names.items()},
+        "ms_ssim_diversity": {"real": _diversity(half_a), "usb": _diversity(sets["usb"])},
+        "sharpness": {"real": _sharpness(half_a), "usb": _sharpness(sets["usb"])},
+        "features": {"real": np.concatenate([reference, feats["real_b"]]), **feats},
+    }
+
+
 @torch.inference_mode()
 def generation_scores(
     pipe: Pipeline,
@@ -79,28 +102,24 @@ def generation_scores(
     to their nearest training scan (:func:`~usbrain.evaluate.memorisation.memorisation_scores`).
     """
     n = real.shape[0] // 2
-    half_a, half_b = real[0 : 2 * n : 2], real[1 : 2 * n : 2]
     results = generate(pipe, n, pipe.config.sampling, seed)
     usb = torch.stack([torch.from_numpy(r.image.data)[None] for r in results]).float()
-    g = torch.Generator().manual_seed(seed)
-    noise = torch.rand(usb.shape, generator=g)
-    feats = {
-        k: extract_features(network, v)
-        for k, v in (("real_a", half_a), ("real_b", half_b), ("usb", usb), ("noise", noise))
-    }
-    pairs = {"real_vs_real": "real_b", "real_vs_usb": "usb", "real_vs_noise": "noise"}
-    extra = {}
+    noise = torch.rand(usb.shape, generator=torch.Generator().manual_seed(seed))
+    scores = _compare(network, real, {"usb": usb, "noise": noise})
+    feats = scores.pop("features")
     if train is not None:
-        held_out = np.concatenate([feats["real_a"], feats["real_b"]])
         train_feats = extract_features(network, train)
-        extra["memorisation"] = memorisation_scores(feats["usb"], held_out, train_feats)
-    return {
-        "feature_network": network.name,
-        "n_per_set": n,
-        "fid": {k: frechet_distance(feats["real_a"], feats[v]) for k, v in pairs.items()},
-        "mmd": {k: mmd(feats["real_a"], feats[v]) for k, v in pairs.items()},
-        "ms_ssim_diversity": {"real": _diversity(half_a), "usb": _diversity(usb)},
-        "sharpness": {"real": _sharpness(half_a), "usb": _sharpness(usb)},
-        **lesion_statistics(results),
-        **extra,
-    }
+        scores["memorisation"] = memorisation_scores(feats["usb"], feats["real"], train_feats)
+    return {"n_per_set": n, **scores, **lesion_statistics(results)}
+
+
+@torch.inference_mode()
+def conditional_scores(
+    real: torch.Tensor, conditioned: torch.Tensor, network: FeatureNetwork
+) -> dict:
+    """FID / MMD, MS-SSIM diversity and sharpness of brains generated for held-out lesion masks
+    (``conditioned``: (M, 1, D, H, W) in model space) against half of the held-out ``real``
+    scans, beside real-vs-real (the other half), as :func:`generation_scores` compares."""
+    scores = _compare(network, real, {"usb": conditioned})
+    del scores["features"]
+    return {"n_real": real.shape[0] // 2, "n_conditioned": conditioned.shape[0], **scores}

@@ -1,0 +1,46 @@
+"""Distribution scores of generated and conditioned brains (micro pipeline, random weights)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tests.conftest import micro_config
+from usbrain.evaluate.features import HDBETEncoder, hdbet_encoder
+from usbrain.evaluate.generation import conditional_scores, generation_scores
+
+
+@pytest.fixture(scope="module")
+def network(tmp_path_factory):
+    path = tmp_path_factory.mktemp("features") / "hdbet.pt"
+    torch.manual_seed(0)
+    torch.save(HDBETEncoder().state_dict(), path)
+    return hdbet_encoder(path, size=32)
+
+
+def _real(n: int, shape) -> torch.Tensor:
+    return torch.rand(n, 1, *shape, generator=torch.Generator().manual_seed(1))
+
+
+def test_generation_scores_measure_memorisation_against_the_training_scans(network):
+    from usbrain.pipeline import Pipeline
+
+    torch.manual_seed(0)
+    pipe = Pipeline.build(micro_config())
+    real = _real(4, pipe.config.space.size)
+    scores = generation_scores(pipe, real, network, seed=0, train=real)
+    memo = scores["memorisation"]  # the held-out scans are the training scans here: distance 0
+    assert memo["held_out_to_train"] == pytest.approx(0.0, abs=1e-3)
+    assert memo["closer_than_held_out"] == 0.0 and memo["generated_to_train"] > 0
+    assert "memorisation" not in generation_scores(pipe, real, network, seed=0)
+
+
+def test_conditional_scores_put_copies_of_the_reference_half_at_distance_zero(network):
+    real = _real(6, (24, 24, 24))
+    copies = conditional_scores(real, real[0::2], network)  # the half real-vs-X is measured on
+    assert copies["fid"]["real_vs_usb"] == pytest.approx(0.0, abs=1e-6)
+    assert copies["fid"]["real_vs_real"] > 0.0
+    assert (copies["n_real"], copies["n_conditioned"]) == (3, 3)
+    noise = conditional_scores(real, torch.zeros(2, 1, 24, 24, 24), network)
+    assert noise["fid"]["real_vs_usb"] > 0.0 and noise["n_conditioned"] == 2
+    assert set(noise) >= {"fid", "mmd", "ms_ssim_diversity", "sharpness", "feature_network"}
