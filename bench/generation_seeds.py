@@ -23,6 +23,7 @@ import json
 from pathlib import Path
 
 from usbrain.evaluate.benchmark import read_scans
+from usbrain.evaluate.features import extract_features
 from usbrain.evaluate.generation import generation_scores, model_space_images
 from usbrain.evaluate.report import feature_network
 from usbrain.evaluate.seeds import combine, spread
@@ -63,9 +64,10 @@ def main() -> None:
     if network is None:
         parser.error("generation scores need a feature network (--features)")
     real = model_space_images(pipe, read_scans(args.data, args.split))
-    train = None
+    train = None  # features of the training scans: the same for every seed
     if args.train_data is not None:
-        train = model_space_images(pipe, read_scans(args.train_data, "train"))
+        scans = model_space_images(pipe, read_scans(args.train_data, "train"))
+        train = extract_features(network, scans)
     per_seed = {}
     for seed in (int(s) for s in args.seeds.split(",")):
         path = args.out / "generation" / f"seed-{seed}.json"

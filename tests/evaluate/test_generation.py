@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from tests.conftest import micro_config
-from usbrain.evaluate.features import HDBETEncoder, hdbet_encoder
+from usbrain.evaluate.features import HDBETEncoder, extract_features, hdbet_encoder
 from usbrain.evaluate.generation import conditional_scores, generation_scores
 
 
@@ -28,7 +28,8 @@ def test_generation_scores_measure_memorisation_against_the_training_scans(netwo
     torch.manual_seed(0)
     pipe = Pipeline.build(micro_config())
     real = _real(4, pipe.config.space.size)
-    scores = generation_scores(pipe, real, network, seed=0, train=real)
+    train_features = extract_features(network, real)
+    scores = generation_scores(pipe, real, network, seed=0, train_features=train_features)
     memo = scores["memorisation"]  # the held-out scans are the training scans here: distance 0
     assert memo["held_out_to_train"] == pytest.approx(0.0, abs=1e-3)
     assert memo["closer_than_held_out"] == 0.0 and memo["generated_to_train"] > 0

@@ -69,9 +69,11 @@ def _halves(real: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return real[0 : 2 * n : 2], real[1 : 2 * n : 2]
 
 
-def _compare(network: FeatureNetwork, real: torch.Tensor, sets: dict[str, torch.Tensor]) -> dict:
+def _compare(
+    network: FeatureNetwork, real: torch.Tensor, sets: dict[str, torch.Tensor]
+) -> tuple[dict, dict[str, np.ndarray]]:
     """FID, MMD, MS-SSIM diversity and sharpness of each of ``sets`` against half of ``real``,
-    beside real-vs-real (the other half); ``features`` keeps every set's features."""
+    beside real-vs-real (the other half); and every set's features (``real``: both halves)."""
     half_a, half_b = _halves(real)
     feats = {k: extract_features(network, v) for k, v in {"real_b": half_b, **sets}.items()}
     reference = extract_features(network, half_a)
@@ -82,8 +84,7 @@ def _compare(network: FeatureNetwork, real: torch.Tensor, sets: dict[str, torch.
         "mmd": {k: mmd(reference, feats[v]) for k, v in names.items()},
         "ms_ssim_diversity": {"real": _diversity(half_a), "usb": _diversity(sets["usb"])},
         "sharpness": {"real": _sharpness(half_a), "usb": _sharpness(sets["usb"])},
-        "features": {"real": np.concatenate([reference, feats["real_b"]]), **feats},
-    }
+    }, {"real": np.concatenate([reference, feats["real_b"]]), **feats}
 
 
 @torch.inference_mode()
@@ -92,24 +93,23 @@ def generation_scores(
     real: torch.Tensor,
     network: FeatureNetwork,
     seed: int = 0,
-    train: torch.Tensor | None = None,
+    train_features: np.ndarray | None = None,
 ) -> dict:
     """FID / MMD of real-vs-real, real-vs-USB and real-vs-noise, and MS-SSIM diversity.
 
     ``real``: (N, 1, D, H, W) held-out model-space scans, N ≥ 4; halves of N // 2 scans each,
-    and as many generated and noise volumes. ``train``: the generator's training scans, the
-    same way; given, ``memorisation`` holds the generated and the held-out volumes' distances
-    to their nearest training scan (:func:`~usbrain.evaluate.memorisation.memorisation_scores`).
+    and as many generated and noise volumes. ``train_features``: ``network``'s features of the
+    generator's training scans (:func:`extract_features`); given, ``memorisation`` holds the
+    generated and the held-out volumes' distances to their nearest training scan
+    (:func:`~usbrain.evaluate.memorisation.memorisation_scores`).
     """
     n = real.shape[0] // 2
     results = generate(pipe, n, pipe.config.sampling, seed)
     usb = torch.stack([torch.from_numpy(r.image.data)[None] for r in results]).float()
     noise = torch.rand(usb.shape, generator=torch.Generator().manual_seed(seed))
-    scores = _compare(network, real, {"usb": usb, "noise": noise})
-    feats = scores.pop("features")
-    if train is not None:
-        train_feats = extract_features(network, train)
-        scores["memorisation"] = memorisation_scores(feats["usb"], feats["real"], train_feats)
+    scores, feats = _compare(network, real, {"usb": usb, "noise": noise})
+    if train_features is not None:
+        scores["memorisation"] = memorisation_scores(feats["usb"], feats["real"], train_features)
     return {"n_per_set": n, **scores, **lesion_statistics(results)}
 
 
@@ -120,6 +120,5 @@ def conditional_scores(
     """FID / MMD, MS-SSIM diversity and sharpness of brains generated for held-out lesion masks
     (``conditioned``: (M, 1, D, H, W) in model space) against half of the held-out ``real``
     scans, beside real-vs-real (the other half), as :func:`generation_scores` compares."""
-    scores = _compare(network, real, {"usb": conditioned})
-    del scores["features"]
+    scores, _ = _compare(network, real, {"usb": conditioned})
     return {"n_real": real.shape[0] // 2, "n_conditioned": conditioned.shape[0], **scores}
