@@ -7,7 +7,12 @@ import torch
 
 from tests.conftest import micro_config
 from usbrain.evaluate.features import HDBETEncoder, extract_features, hdbet_encoder
-from usbrain.evaluate.generation import conditional_scores, generation_scores
+from usbrain.evaluate.generation import (
+    conditional_scores,
+    first_sample,
+    generation_scores,
+    pair_scores,
+)
 
 
 @pytest.fixture(scope="module")
@@ -34,6 +39,26 @@ def test_generation_scores_measure_memorisation_against_the_training_scans(netwo
     assert memo["held_out_to_train"] == pytest.approx(0.0, abs=1e-3)
     assert memo["closer_than_held_out"] == 0.0 and memo["generated_to_train"] > 0
     assert "memorisation" not in generation_scores(pipe, real, network, seed=0)
+
+
+def test_benchmark_seeds_draw_disjoint_samples(monkeypatch):
+    from usbrain.evaluate import generation
+    from usbrain.pipeline import Pipeline
+
+    drawn: dict[int, set[int]] = {}
+
+    def record(pipe, n, sampling, start):
+        drawn[len(drawn)] = set(range(start, start + n))
+        return []
+
+    monkeypatch.setattr(generation, "generate", record)
+    monkeypatch.setattr(generation, "lesion_statistics", lambda results: {})
+    pipe = Pipeline.build(micro_config())
+    for seed in (0, 1, 2):
+        pair_scores(pipe, 8, seed)
+    assert all(len(drawn[i]) == 8 for i in drawn)
+    assert not (drawn[0] & drawn[1]) and not (drawn[1] & drawn[2]) and not (drawn[0] & drawn[2])
+    assert first_sample(0, 8) == 0  # seed 0 keeps the samples it always drew
 
 
 def test_conditional_scores_put_copies_of_the_reference_half_at_distance_zero(network):

@@ -59,8 +59,17 @@ def lesion_statistics(results: list[Result]) -> dict[str, float]:
 
 @torch.inference_mode()
 def pair_scores(pipe: Pipeline, n: int, seed: int = 0) -> dict:
-    """:func:`lesion_statistics` of ``n`` generated pairs (no feature network needed)."""
-    return {"n": n, **lesion_statistics(generate(pipe, n, pipe.config.sampling, seed))}
+    """:func:`lesion_statistics` of ``n`` generated pairs (no feature network needed); the
+    samples of :func:`first_sample` on."""
+    samples = generate(pipe, n, pipe.config.sampling, first_sample(seed, n))
+    return {"n": n, **lesion_statistics(samples)}
+
+
+def first_sample(seed: int, n: int) -> int:
+    """The sample seed a benchmark seed's ``n`` samples start from: ``seed · n``, so that seeds
+    share no sample (:func:`~usbrain.tasks.generate.generate` draws sample ``i`` from
+    ``start + i``; starting at ``seed`` itself, seeds 0 and 1 would share ``n − 1`` samples)."""
+    return seed * n
 
 
 def _halves(real: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -101,10 +110,10 @@ def generation_scores(
     and as many generated and noise volumes. ``train_features``: ``network``'s features of the
     generator's training scans (:func:`extract_features`); given, ``memorisation`` holds the
     generated and the held-out volumes' distances to their nearest training scan
-    (:func:`~usbrain.evaluate.memorisation.memorisation_scores`).
+    (:func:`~usbrain.evaluate.memorisation.memorisation_scores`). Samples: :func:`first_sample`.
     """
     n = real.shape[0] // 2
-    results = generate(pipe, n, pipe.config.sampling, seed)
+    results = generate(pipe, n, pipe.config.sampling, first_sample(seed, n))
     usb = torch.stack([torch.from_numpy(r.image.data)[None] for r in results]).float()
     noise = torch.rand(usb.shape, generator=torch.Generator().manual_seed(seed))
     scores, feats = _compare(network, real, {"usb": usb, "noise": noise})
