@@ -90,7 +90,7 @@ def timed_phases(phases: dict[str, float], peaks: dict[str, float]) -> None:
     from usbrain.data.scan import Scan
     from usbrain.models.coder import LatentCoder
     from usbrain.pipeline import Pipeline
-    from usbrain.tasks import editing, heal, run
+    from usbrain.tasks import editing, run
 
     targets = [
         ("load checkpoint", run, "load_pipeline"),
@@ -99,7 +99,7 @@ def timed_phases(phases: dict[str, float], peaks: dict[str, float]) -> None:
         ("preprocess (model grid)", Scan, "load"),
         ("encode", LatentCoder, "encode"),
         ("encode empty mask", Pipeline, "empty_mask_latent"),
-        ("denoise (brain chain)", heal, "sample_brain"),
+        ("denoise (brain chain)", editing, "sample_brain"),
         ("decode change", editing, "decode_change"),
         ("write back (native grid)", editing, "write_back"),
         ("write result folder", run, "write_result"),

@@ -16,7 +16,6 @@ from usbrain.data.scan import Scan
 from usbrain.models.coder import LatentCoder, grow
 from usbrain.pipeline import Pipeline
 from usbrain.tasks import editing
-from usbrain.tasks import heal as heal_task
 from usbrain.tasks import lesion as lesion_task
 from usbrain.tasks.editing import BLEND_DILATION, crop_box, released_box, write_back
 from usbrain.tasks.heal import heal
@@ -241,8 +240,7 @@ def test_heal_puts_the_decoded_edit_inside_a_known_lesion_insertion_adds_a_chang
     pipe.autoencoder.eval()
     # An edit that changes nothing: the chain starts from and returns the source latent.
     monkeypatch.setattr(editing, "q_sample", lambda schedule, x, t, noise: x)
-    for task in (heal_task, lesion_task):
-        monkeypatch.setattr(task, "sample_brain", lambda net, sampler, c, start, *a, **k: start)
+    monkeypatch.setattr(editing, "sample_brain", lambda net, sampler, c, start, *a, **k: start)
     sick, mask = phantom_brain(), lesion_mask(**LESION)
     sick[mask > 0] = 300.0
     affine = np.diag([2.0, 2.0, 2.0, 1.0])
@@ -296,14 +294,13 @@ def test_edits_condition_the_brain_model_on_a_clamped_mask_latent(task, pipeline
     diffusion = replace(pipe.config.diffusion, condition_clip=clip)
     pipe.config = replace(pipe.config, diffusion=diffusion)
     seen = []
-    module = heal_task if task == "heal" else lesion_task
-    real_sample_brain = module.sample_brain
+    real_sample_brain = editing.sample_brain
 
     def spy(denoiser, sampler, condition, *args, **kwargs):
         seen.append(condition)
         return real_sample_brain(denoiser, sampler, condition, *args, **kwargs)
 
-    monkeypatch.setattr(module, "sample_brain", spy)
+    monkeypatch.setattr(editing, "sample_brain", spy)
     healthy, mask = phantom_brain(), lesion_mask(**LESION)
     sick = healthy.copy()
     sick[mask > 0] = 300.0

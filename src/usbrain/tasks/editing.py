@@ -26,8 +26,15 @@ from usbrain.config import GuidanceConfig, SamplingConfig
 from usbrain.data.masks import dilated
 from usbrain.data.preprocess import VolumeKind
 from usbrain.data.scan import Scan
-from usbrain.diffusion.chains import randn
-from usbrain.diffusion.guidance import alpha0_in_latent_units, pooled_lesion_map, soft_lesion_map
+from usbrain.diffusion.chains import randn, sample_brain
+from usbrain.diffusion.guidance import (
+    EditContext,
+    HookBuilder,
+    alpha0_in_latent_units,
+    pooled_lesion_map,
+    soft_lesion_map,
+)
+from usbrain.diffusion.samplers import Sampler
 from usbrain.diffusion.schedule import NoiseSchedule, q_sample
 from usbrain.models.coder import Box, LatentCoder, grow, scaled
 from usbrain.pipeline import Pipeline
@@ -132,23 +139,85 @@ def lesion_soft_map(
     return soft_lesion_map(guidance, mask, latent_shape, lambda: (coder.encode(lesion_c), empty))
 
 
-def decode_change(
+@dataclass(frozen=True)
+class EditSource:
+    """What one edit starts from, in its ``region``: the model-space ``image`` (D, H, W in
+    [0, 1]) and ``lesion`` ({0, 1}) there, the empty mask's latent ``empty`` (1, C, d, h, w)
+    and the hooks' ``context`` (guidance in latent units, the source latent, the soft lesion
+    map, the start noise) beside the noised start latent ``start``."""
+
+    region: EditRegion
+    image: np.ndarray
+    lesion: np.ndarray
+    empty: torch.Tensor
+    context: EditContext
+    start: torch.Tensor
+
+
+def edit_source(
+    pipe: Pipeline,
     coder: LatentCoder,
-    x_edit: torch.Tensor,
-    x_src: torch.Tensor,
-    soft_map: torch.Tensor,
-    region: EditRegion,
+    scan: Scan,
+    lesion_m: np.ndarray,
     sampling: SamplingConfig,
+    t_start: int,
+    gen: torch.Generator,
+    x_whole: torch.Tensor | None = None,
+) -> EditSource:
+    """The region an edit of ``scan`` releasing ``lesion_m`` (D, H, W model space, {0, 1})
+    runs in (:func:`edit_region`), its source latent (cut from ``x_whole``, the whole scan's
+    latent, when given) noised to ``t_start`` with noise from ``gen``, and the soft lesion
+    map the guidance of ``sampling.guidance`` releases."""
+    region = edit_region(pipe, coder, lesion_m, sampling)
+    image_c, lesion_c = scan.image[region.model], lesion_m[region.model]
+    x_src = coder.encode(image_c) if x_whole is None else x_whole[region.latent]
+    empty = pipe.empty_mask_latent(coder)[region.latent]
+    noise, start = noised_start(pipe.schedule, x_src, t_start, gen)
+    guidance = guidance_in_latent_units(pipe, sampling.guidance)
+    soft = lesion_soft_map(guidance, coder, lesion_c, tuple(x_src.shape[2:]), empty)
+    ctx = EditContext(guidance, pipe.schedule, x_src, soft, noise, t_start, region.crop)
+    return EditSource(region, image_c, lesion_c, empty, ctx, start)
+
+
+def denoise(
+    pipe: Pipeline,
+    sampling: SamplingConfig,
+    sampler: Sampler,
+    condition: torch.Tensor,
+    source: EditSource,
+    gen: torch.Generator,
+    hooks: HookBuilder,
+    progress: bool = False,
+) -> torch.Tensor:
+    """The edited latent: ``source.start`` denoised over ``sampler.timesteps`` by the brain
+    chain conditioned on the mask latent ``condition`` (clamped as in training), the
+    ``hooks`` built from ``source.context`` after every step."""
+    return sample_brain(
+        pipe.predictor(sampling),
+        sampler,
+        pipe.mask_condition(condition),
+        source.start,
+        sampler.timesteps,
+        gen,
+        hooks(source.context),
+        progress=progress,
+        condition_scale=sampling.condition_scale,
+    )
+
+
+def decode_change(
+    coder: LatentCoder, x_edit: torch.Tensor, source: EditSource, sampling: SamplingConfig
 ) -> tuple[np.ndarray, np.ndarray, Box | None]:
     """``D(x_edit)`` and ``D(x_src)`` (D, H, W of the edited region) and the latent box they
     are kept in: the whole latent (box None) unless the edit is cropping and the region the
-    ``soft_map`` releases, grown by ``sampling.crop_margin``, is smaller (both are 0 outside
-    the box, so their difference is no change there)."""
-    box = released_box(soft_map, sampling.crop_margin) if region.cropping else None
+    soft map releases, grown by ``sampling.crop_margin``, is smaller (both are 0 outside the
+    box, so their difference is no change there)."""
+    x_src, soft_map = source.context.x_src, source.context.soft_map
+    box = released_box(soft_map, sampling.crop_margin) if source.region.cropping else None
     if box is None or box == tuple(slice(0, n) for n in x_src.shape[2:]):
         return coder.decode(x_edit), coder.decode(x_src), None
-    edited, source = coder.decode_in_box([x_edit, x_src], box, sampling.decode_context)
-    return edited, source, box
+    edited, recon = coder.decode_in_box([x_edit, x_src], box, sampling.decode_context)
+    return edited, recon, box
 
 
 def filled_lesion(

@@ -16,8 +16,7 @@ import numpy as np
 
 from usbrain.config import SamplingConfig
 from usbrain.data.scan import Scan
-from usbrain.diffusion.chains import sample_brain
-from usbrain.diffusion.guidance import EditContext, HookBuilder, consistency_hooks
+from usbrain.diffusion.guidance import HookBuilder, consistency_hooks
 from usbrain.errors import InputError
 from usbrain.pipeline import Pipeline
 from usbrain.tasks import editing
@@ -72,37 +71,22 @@ def heal(
         #    its source latent, noised to t_start.
         sampler = pipe.sampler(sampling, sampling.t_start_heal if t_start is None else t_start)
         steps = sampler.timesteps
-        region = editing.edit_region(pipe, coder, lesion_m, sampling)
-        image_c, lesion_c = scan.image[region.model], lesion_m[region.model]
-        x_src = coder.encode(image_c) if x_whole is None else x_whole[region.latent]
-        empty = pipe.empty_mask_latent(coder)[region.latent]
-        noise, start = editing.noised_start(pipe.schedule, x_src, steps[0], gen)
+        src = editing.edit_source(pipe, coder, scan, lesion_m, sampling, steps[0], gen, x_whole)
         # 3. Denoise conditioned on the empty mask (healthy), ACG + LCG after every step.
-        guidance = editing.guidance_in_latent_units(pipe, g)
-        soft = editing.lesion_soft_map(guidance, coder, lesion_c, tuple(x_src.shape[2:]), empty)
-        ctx = EditContext(guidance, pipe.schedule, x_src, soft, noise, steps[0], region.crop)
-        x_edit = sample_brain(
-            pipe.predictor(sampling),
-            sampler,
-            pipe.mask_condition(empty),
-            start,
-            steps,
-            gen,
-            hooks(ctx),
-            progress=progress,
-            condition_scale=sampling.condition_scale,
-        )
+        x_edit = editing.denoise(pipe, sampling, sampler, src.empty, src, gen, hooks, progress)
         # 4. The change D(x_edit) - D(x_src); inside a known lesion the decoded edit itself, so
         #    nothing the autoencoder cannot represent of the lesion survives there.
-        edited, recon, box = editing.decode_change(coder, x_edit, x_src, soft, region, sampling)
+        edited, recon, box = editing.decode_change(coder, x_edit, src, sampling)
+        region = src.region
         delta_c = edited - recon
         if with_mask:
-            delta_c = editing.filled_lesion(delta_c, edited, image_c, lesion_c, box, region)
+            delta_c = editing.filled_lesion(delta_c, edited, src.image, src.lesion, box, region)
         delta = np.zeros(lesion_m.shape, np.float32)
         delta[region.model] = delta_c
         # 5. Back on the scan's grid: the input plus the change.
         out = editing.write_back(scan, delta, lesion_m if blend else None)
-        return out, editing.change_info(delta, lesion_m, steps, guidance, blend, region, box)
+        info = editing.change_info(delta, lesion_m, steps, src.context.config, blend, region, box)
+        return out, info
 
     healed, edit_info, maps = sampled_edits(samples, seed, one)
     info, mask = {**info, **edit_info}, scan.mask

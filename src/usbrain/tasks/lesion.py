@@ -14,8 +14,7 @@ import numpy as np
 from usbrain.config import SamplingConfig
 from usbrain.data.preprocess import VolumeKind
 from usbrain.data.scan import Scan
-from usbrain.diffusion.chains import sample_brain
-from usbrain.diffusion.guidance import EditContext, HookBuilder, consistency_hooks
+from usbrain.diffusion.guidance import HookBuilder, consistency_hooks
 from usbrain.errors import UsbrainError
 from usbrain.pipeline import Pipeline
 from usbrain.tasks import editing
@@ -70,33 +69,22 @@ def lesion(
         # 2. The region the edit runs in and its source latent, noised to t_start.
         sampler = pipe.sampler(sampling, first_step)
         steps = sampler.timesteps
-        region = editing.edit_region(pipe, coder, lesion_m, sampling)
-        image_c, lesion_c = scan.image[region.model], lesion_m[region.model]
-        x_src = coder.encode(image_c) if x_whole is None else x_whole[region.latent]
-        empty = pipe.empty_mask_latent(coder)[region.latent]
-        lesion_latent = coder.encode(lesion_c)
-        noise, start = editing.noised_start(pipe.schedule, x_src, steps[0], sample_gen)
+        src = editing.edit_source(
+            pipe, coder, scan, lesion_m, sampling, steps[0], sample_gen, x_whole
+        )
         # 3. Denoise conditioned on the lesion it inserts, ACG + LCG after every step.
-        guidance = editing.guidance_in_latent_units(pipe, sampling.guidance)
-        soft = editing.lesion_soft_map(guidance, coder, lesion_c, tuple(x_src.shape[2:]), empty)
-        ctx = EditContext(guidance, pipe.schedule, x_src, soft, noise, steps[0], region.crop)
-        x_edit = sample_brain(
-            pipe.predictor(sampling),
-            sampler,
-            pipe.mask_condition(lesion_latent),
-            start,
-            steps,
-            sample_gen,
-            hooks(ctx),
-            progress=progress,
-            condition_scale=sampling.condition_scale,
+        lesion_latent = coder.encode(src.lesion)
+        x_edit = editing.denoise(
+            pipe, sampling, sampler, lesion_latent, src, sample_gen, hooks, progress
         )
         # 4. The change D(x_edit) - D(x_src), back on the scan's grid added to the input.
-        edited, recon, box = editing.decode_change(coder, x_edit, x_src, soft, region, sampling)
+        edited, recon, box = editing.decode_change(coder, x_edit, src, sampling)
+        region = src.region
         delta = np.zeros(lesion_m.shape, np.float32)
         delta[region.model] = edited - recon
         out = editing.write_back(scan, delta, lesion_m if blend else None)
-        return out, editing.change_info(delta, lesion_m, steps, guidance, blend, region, box)
+        info = editing.change_info(delta, lesion_m, steps, src.context.config, blend, region, box)
+        return out, info
 
     inserted, edit_info, maps = sampled_edits(samples, seed, one)
     info = {**info, **edit_info}
