@@ -72,6 +72,12 @@ def variant(base, spec: str):
 
 
 @torch.inference_mode()
+def lesioned_rows(cohort: Path, split: str) -> list[dict[str, str]]:
+    """The manifest rows of ``cohort``'s ``split`` that carry a lesion."""
+    rows = read_rows(cohort / "manifest.csv")
+    return [r.cells for r in rows if r.get("split") == split and r.get("kind") != "healthy"]
+
+
 def score(pipe, sampling, rows, cohort: Path) -> dict[str, float]:
     heals, lesions = [], []
     for row in rows:
@@ -103,11 +109,7 @@ def main() -> None:
     parser.add_argument("--large", action="store_true", help="force the large-volume coding")
     args = parser.parse_args()
     cohort = args.demo / "cohort"
-    rows = [
-        r.cells
-        for r in read_rows(cohort / "manifest.csv")
-        if r.get("split") == args.split and r.get("kind") != "healthy"
-    ]
+    rows = lesioned_rows(cohort, args.split)
     pipe = Pipeline.from_pretrained(args.pipeline or args.demo / "train" / "diffusion" / "pipeline")
     names = args.variants.split(",") if args.variants else list(NAMED)
     print(f"{len(rows)} {args.split} subjects with a lesion; medians")

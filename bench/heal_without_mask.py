@@ -20,10 +20,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from guidance import variant  # bench/guidance.py, beside this script
+from guidance import lesioned_rows, variant  # bench/guidance.py, beside this script
 
 from usbrain.config import FindLesion
-from usbrain.data.csvfile import read_rows
 from usbrain.data.nifti import load_image, load_mask
 from usbrain.data.preprocess import brain_mask
 from usbrain.data.scan import Scan
@@ -51,11 +50,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     cohort = args.demo / "cohort"
-    rows = [
-        r.cells
-        for r in read_rows(cohort / "manifest.csv")
-        if r.get("split") == args.split and r.get("kind") != "healthy"
-    ]
+    rows = lesioned_rows(cohort, args.split)
     pipe = Pipeline.from_pretrained(args.pipeline or args.demo / "train" / "diffusion" / "pipeline")
     thresholds = [float(t) for t in args.thresholds.split(",")]
     sampling = variant(pipe.config.sampling, args.variant)
