@@ -71,13 +71,13 @@ def variant(base, spec: str):
     return replace(out, guidance=g)
 
 
-@torch.inference_mode()
 def lesioned_rows(cohort: Path, split: str) -> list[dict[str, str]]:
     """The manifest rows of ``cohort``'s ``split`` that carry a lesion."""
     rows = read_rows(cohort / "manifest.csv")
     return [r.cells for r in rows if r.get("split") == split and r.get("kind") != "healthy"]
 
 
+@torch.inference_mode()
 def score(pipe, sampling, rows, cohort: Path) -> dict[str, float]:
     heals, lesions = [], []
     for row in rows:
