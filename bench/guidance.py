@@ -8,6 +8,10 @@ lesion (higher: anatomy kept).
 
     python bench/guidance.py [--demo demo_out] [--variants default,no-acg,alpha0=5+t_start_heal=500]
 
+``--tasks lesion --subtype territorial`` scores insertion of cortical strokes alone (beside the
+real lesions' intensity ratio, its target); ``--cohort DIR`` another cohort (a folder with a
+manifest.csv, e.g. ``usbrain cohort --held-out``'s), with ``--pipeline models/base``.
+
 ``--pipeline DIR`` scores another pipeline on the demo's cohort, e.g. one trained with ``usbrain
 train --latents demo_out/train/latents --out runs/x --set …`` (default: the demo's own).
 
@@ -71,32 +75,42 @@ def variant(base, spec: str):
     return replace(out, guidance=g)
 
 
-def lesioned_rows(cohort: Path, split: str) -> list[dict[str, str]]:
-    """The manifest rows of ``cohort``'s ``split`` that carry a lesion."""
-    rows = read_rows(cohort / "manifest.csv")
-    return [r.cells for r in rows if r.get("split") == split and r.get("kind") != "healthy"]
+def lesioned_rows(cohort: Path, split: str, subtype: str | None = None) -> list[dict[str, str]]:
+    """The manifest rows of ``cohort``'s ``split`` that carry a lesion (of ``subtype`` only,
+    e.g. ``territorial``, when given)."""
+    rows = [r.cells for r in read_rows(cohort / "manifest.csv") if r.get("split") == split]
+    rows = [r for r in rows if r.get("kind") != "healthy"]
+    return [r for r in rows if subtype is None or r.get("subtype") == subtype]
 
 
 @torch.inference_mode()
-def score(pipe, sampling, rows, cohort: Path) -> dict[str, float]:
-    heals, lesions = [], []
+def score(pipe, sampling, rows, cohort: Path, tasks: set[str]) -> dict[str, float]:
+    """Median scores of ``tasks`` (``heal``, ``lesion``) over ``rows``; insertion beside the
+    real lesions' intensity ratio (pathological / healthy scan in the mask), its target."""
+    heals, lesions, real = [], [], []
     for row in rows:
         sick, mask = load_image(cohort / row["image"]), load_mask(cohort / row["mask"])
         healthy = load_image(cohort / row["healthy_image"])
-        healed = heal(pipe, Scan.load(sick, pipe.config.space, mask), sampling).image.data
-        heals.append(heal_scores(healed, sick.data, healthy.data, mask.data))
-        scan = Scan.load(healthy, pipe.config.space, mask)
-        inserted = lesion(pipe, scan, sampling).image.data
-        lesions.append(lesion_scores(inserted, healthy.data, mask.data, sick.data))
-    return {
-        "heal MAE ratio": nan_median([h["mae_ratio"] for h in heals]),
-        "heal PSNR out": nan_median([h["psnr_outside"] for h in heals]),
-        "lesion int. ratio": nan_median([s["intensity_ratio"] for s in lesions]),
-        "lesion PSNR out": nan_median([s["psnr_outside"] for s in lesions]),
-        "lesion MAE ratio": nan_median(
+        if "heal" in tasks:
+            healed = heal(pipe, Scan.load(sick, pipe.config.space, mask), sampling).image.data
+            heals.append(heal_scores(healed, sick.data, healthy.data, mask.data))
+        if "lesion" in tasks:
+            scan = Scan.load(healthy, pipe.config.space, mask)
+            inserted = lesion(pipe, scan, sampling).image.data
+            lesions.append(lesion_scores(inserted, healthy.data, mask.data, sick.data))
+            real.append(lesion_scores(sick.data, healthy.data, mask.data)["intensity_ratio"])
+    scores = {}
+    if heals:
+        scores["heal MAE ratio"] = nan_median([h["mae_ratio"] for h in heals])
+        scores["heal PSNR out"] = nan_median([h["psnr_outside"] for h in heals])
+    if lesions:
+        scores["lesion int. ratio"] = nan_median([s["intensity_ratio"] for s in lesions])
+        scores["real int. ratio"] = nan_median(real)
+        scores["lesion PSNR out"] = nan_median([s["psnr_outside"] for s in lesions])
+        scores["lesion MAE ratio"] = nan_median(
             [s["mae_lesion_output"] / s["mae_lesion_input"] for s in lesions]
-        ),
-    }
+        )
+    return scores
 
 
 def main() -> None:
@@ -107,12 +121,16 @@ def main() -> None:
     parser.add_argument("--split", default="val", help="val (choose settings) or test (report)")
     parser.add_argument("--crop-context", type=int, default=None, help="force crop edits")
     parser.add_argument("--large", action="store_true", help="force the large-volume coding")
+    parser.add_argument("--subtype", default=None, help="only lesions of this subtype")
+    parser.add_argument("--tasks", default="heal,lesion", help="heal, lesion or both")
+    parser.add_argument("--cohort", type=Path, default=None, help="default: the demo's")
     args = parser.parse_args()
-    cohort = args.demo / "cohort"
-    rows = lesioned_rows(cohort, args.split)
+    cohort = args.cohort or args.demo / "cohort"
+    rows = lesioned_rows(cohort, args.split, args.subtype)
     pipe = Pipeline.from_pretrained(args.pipeline or args.demo / "train" / "diffusion" / "pipeline")
     names = args.variants.split(",") if args.variants else list(NAMED)
-    print(f"{len(rows)} {args.split} subjects with a lesion; medians")
+    kind = f" {args.subtype}" if args.subtype else ""
+    print(f"{len(rows)} {args.split} subjects with a{kind} lesion; medians")
     header = None
     for name in names:
         start = time.perf_counter()
@@ -123,7 +141,7 @@ def main() -> None:
             sampling = replace(
                 sampling, stream_voxels=0, edit_crop=True, crop_context=args.crop_context
             )
-        scores = score(pipe, sampling, rows, cohort)
+        scores = score(pipe, sampling, rows, cohort, set(args.tasks.split(",")))
         if header is None:
             header = ["variant", *scores, "seconds"]
             print(" | ".join(f"{h:>17}" for h in header))
