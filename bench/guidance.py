@@ -1,8 +1,8 @@
 """Edit guidance variants side by side on the held-out subjects of a demo run.
 
 For each variant (docs/method.md §5's choices: ACG/LCG on or off, the pull target, the soft lesion
-map, the number of steps) heal and lesion-insert every subject of ``--split`` (val) with a lesion, and print the
-median scores of :mod:`usbrain.evaluate.tasks`: heal in-lesion MAE output/input (lower is
+map, the number of steps) heal and lesion-insert every ``--split`` (val) subject with a lesion,
+and print the median scores of :mod:`usbrain.evaluate.tasks`: heal in-lesion MAE output/input (lower is
 better), lesion intensity after/before (lower: a clearer lesion) and PSNR outside the dilated
 lesion (higher: anatomy kept).
 
