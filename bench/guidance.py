@@ -2,9 +2,9 @@
 
 For each variant (docs/method.md §5's choices: ACG/LCG on or off, the pull target, the soft lesion
 map, the number of steps) heal and lesion-insert every ``--split`` (val) subject with a lesion,
-and print the median scores of :mod:`usbrain.evaluate.tasks`: heal in-lesion MAE output/input (lower is
-better), lesion intensity after/before (lower: a clearer lesion) and PSNR outside the dilated
-lesion (higher: anatomy kept).
+and print the median scores of :mod:`usbrain.evaluate.tasks`: heal in-lesion MAE output/input
+(lower is better), lesion intensity after/before (lower: a clearer lesion) and PSNR outside the
+dilated lesion (higher: anatomy kept).
 
     python bench/guidance.py [--demo demo_out] [--variants default,no-acg,alpha0=5+t_start_heal=500]
 
