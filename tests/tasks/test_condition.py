@@ -22,7 +22,12 @@ def test_from_noise_the_brain_is_guided_by_the_generation_scale_not_the_edit_sca
         for p in pipe.denoiser.parameters():
             p.add_(0.05 * torch.randn_like(p))
     mask = load_mask(lps_anisotropic(lesion_mask(**LESION), tmp_path / "m.nii.gz"))
-    base = replace(pipe.config.sampling, condition_scale=1.0, generation_condition_scale=1.0)
+    base = replace(
+        pipe.config.sampling,
+        condition_scale_heal=1.0,
+        condition_scale_lesion=1.0,
+        generation_condition_scale=1.0,
+    )
 
     def brain(**scales) -> np.ndarray:
         return condition(pipe, mask, 1, replace(base, **scales), seed=3)[0].image.data
@@ -31,9 +36,10 @@ def test_from_noise_the_brain_is_guided_by_the_generation_scale_not_the_edit_sca
         return generate(pipe, 1, replace(base, **scales), seed=3, healthy=True)[0].image.data
 
     plain = brain()
-    assert np.array_equal(brain(condition_scale=5.0), plain)
+    edit_scales = {"condition_scale_heal": 5.0, "condition_scale_lesion": 5.0}
+    assert np.array_equal(brain(**edit_scales), plain)
     assert not np.allclose(brain(generation_condition_scale=5.0), plain)
-    assert np.array_equal(healthy(condition_scale=5.0), healthy())
+    assert np.array_equal(healthy(**edit_scales), healthy())
 
 
 def test_the_mask_latent_is_clamped_as_the_training_condition(pipeline_dir, tmp_path, monkeypatch):

@@ -288,6 +288,26 @@ def test_large_lesion_insertion_runs_in_a_crop_with_a_mask_or_a_proposal(monkeyp
 
 
 @pytest.mark.parametrize("task", ["heal", "lesion"])
+def test_heal_and_insertion_each_guide_with_their_own_condition_scale(
+    task, pipeline_dir, monkeypatch
+):
+    pipe = Pipeline.from_pretrained(pipeline_dir)
+    scales = []
+
+    def record(net, sampler, condition, start, *args, condition_scale, **kwargs):
+        scales.append(condition_scale)
+        return start
+
+    monkeypatch.setattr(editing, "sample_brain", record)
+    healthy, mask = phantom_brain(), lesion_mask(**LESION)
+    image = Volume(healthy, np.diag([2.0, 2.0, 2.0, 1.0]))
+    scan = Scan.load(image, pipe.config.space, Volume(mask, image.affine))
+    sampling = replace(pipe.config.sampling, condition_scale_heal=2.5, condition_scale_lesion=1.5)
+    (heal if task == "heal" else lesion)(pipe, scan, sampling)
+    assert scales == [2.5 if task == "heal" else 1.5]
+
+
+@pytest.mark.parametrize("task", ["heal", "lesion"])
 def test_edits_condition_the_brain_model_on_a_clamped_mask_latent(task, pipeline_dir, monkeypatch):
     pipe = Pipeline.from_pretrained(pipeline_dir)
     clip = 0.01

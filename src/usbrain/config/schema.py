@@ -270,11 +270,14 @@ class SamplingConfig:
     # the scan's intensity window (its [0.5, 99.5] percentiles inside the brain)
     anomaly_threshold: float = 0.2
     precision: Precision = Precision.FP32  # of the U-Nets while sampling (bf16/fp16 autocast)
-    # Classifier-free guidance of the brain model on its mask condition in edits (heal,
-    # lesion; 1 = off): eps = eps(zero condition) + scale · (eps(mask) − eps(zero condition)).
-    # Training zeroes the condition 10% of the time, which is what makes the unconditioned
-    # prediction available; both passes run as one batch.
-    condition_scale: float = 1.0
+    # Classifier-free guidance of the brain model on its mask condition in edits (1 = off):
+    # eps = eps(zero condition) + scale · (eps(mask) − eps(zero condition)). Training zeroes the
+    # condition 10% of the time, which is what makes the unconditioned prediction available;
+    # both passes run as one batch. Heal and insertion each have their own: heal's condition is
+    # the empty mask, insertion's the lesion, and a scale that makes a lesion appear in one
+    # model can turn it into a void in another (the presets' comments give the measurements).
+    condition_scale_heal: float = 1.0
+    condition_scale_lesion: float = 1.0
     # The same guidance for brains sampled from pure noise (condition, healthy generation). An
     # edit starts from the input's anatomy; from noise a strong scale pulls the whole brain,
     # not just the lesion, away from the data.

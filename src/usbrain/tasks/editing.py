@@ -187,11 +187,13 @@ def denoise(
     source: EditSource,
     gen: torch.Generator,
     hooks: HookBuilder,
+    condition_scale: float,
     progress: bool = False,
 ) -> torch.Tensor:
     """The edited latent: ``source.start`` denoised over ``sampler.timesteps`` by the brain
-    chain conditioned on the mask latent ``condition`` (clamped as in training), the
-    ``hooks`` built from ``source.context`` after every step."""
+    chain conditioned on the mask latent ``condition`` (clamped as in training; classifier-free
+    guided with ``condition_scale``), the ``hooks`` built from ``source.context`` after every
+    step."""
     return sample_brain(
         pipe.predictor(sampling),
         sampler,
@@ -201,7 +203,7 @@ def denoise(
         gen,
         hooks(source.context),
         progress=progress,
-        condition_scale=sampling.condition_scale,
+        condition_scale=condition_scale,
     )
 
 

@@ -73,7 +73,10 @@ def heal(
         steps = sampler.timesteps
         src = editing.edit_source(pipe, coder, scan, lesion_m, sampling, steps[0], gen, x_whole)
         # 3. Denoise conditioned on the empty mask (healthy), ACG + LCG after every step.
-        x_edit = editing.denoise(pipe, sampling, sampler, src.empty, src, gen, hooks, progress)
+        scale = sampling.condition_scale_heal
+        x_edit = editing.denoise(
+            pipe, sampling, sampler, src.empty, src, gen, hooks, scale, progress
+        )
         # 4. The change D(x_edit) - D(x_src); inside a known lesion the decoded edit itself, so
         #    nothing the autoencoder cannot represent of the lesion survives there.
         edited, recon, box = editing.decode_change(coder, x_edit, src, sampling)

@@ -74,8 +74,9 @@ def lesion(
         )
         # 3. Denoise conditioned on the lesion it inserts, ACG + LCG after every step.
         lesion_latent = coder.encode(src.lesion)
+        scale = sampling.condition_scale_lesion
         x_edit = editing.denoise(
-            pipe, sampling, sampler, lesion_latent, src, sample_gen, hooks, progress
+            pipe, sampling, sampler, lesion_latent, src, sample_gen, hooks, scale, progress
         )
         # 4. The change D(x_edit) - D(x_src), back on the scan's grid added to the input.
         edited, recon, box = editing.decode_change(coder, x_edit, src, sampling)
