@@ -129,3 +129,17 @@ def test_condition_scale_is_classifier_free_guidance_in_one_batch():
     assert len(net.calls) == 1 and net.calls[0][2].shape[0] == 2  # one forward of batch 2
     out = sample_brain(net, s, cond, x, s.timesteps, torch.Generator(), condition_scale=3.0)
     assert out.shape == SHAPE
+
+
+def test_a_scale_per_latent_voxel_guides_each_voxel_with_its_own_weight():
+    net = StubDenoiser()
+    cond, x, t = torch.full(SHAPE, 0.5), torch.ones(SHAPE), torch.tensor([7])
+    scale = torch.ones(SHAPE[0], 1, *SHAPE[2:])
+    scale[..., 0, :, :] = 3.0
+    eps = classifier_free_eps(net, x, t, cond, scale)
+    at_one, at_three = (
+        classifier_free_eps(net, x, t, cond, 1.0),
+        classifier_free_eps(net, x, t, cond, 3.0),
+    )
+    torch.testing.assert_close(eps[..., 0, :, :], at_three[..., 0, :, :])
+    torch.testing.assert_close(eps[..., 1:, :, :], at_one[..., 1:, :, :])

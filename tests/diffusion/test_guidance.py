@@ -15,6 +15,8 @@ from usbrain.diffusion.guidance import (
     end_at,
     hard_mask_hooks,
     latent_lesion_map,
+    lesion_condition_scale,
+    lesion_occupancy,
     pooled_lesion_map,
     pull,
     release_lesion,
@@ -192,3 +194,21 @@ def test_consistency_hooks_are_acg_and_lcg_or_none_for_sdedit():
     assert consistency_hooks(no_lcg)[0].soft_map is None
     sdedit = EditContext(GuidanceConfig(anatomy=False, lesion=False), S, src, soft, src, 50)
     assert consistency_hooks(sdedit) == []
+
+
+def test_lesion_occupancy_is_the_lesions_share_of_each_latent_voxel():
+    mask = torch.zeros(1, 1, 8, 8, 8)
+    mask[..., :4, :4, :4] = 1  # fills latent voxel (0, 0, 0)
+    mask[..., 4, 4, 4:6] = 1  # 2 of the 64 voxels of latent voxel (1, 1, 1)
+    occ = lesion_occupancy(mask, 4)
+    assert occ.shape == (1, 1, 2, 2, 2)
+    assert occ[0, 0, 0, 0, 0] == 1.0 and occ[0, 0, 1, 1, 1] == 2 / 64
+    assert occ.sum() == 1.0 + 2 / 64
+
+
+def test_insertion_scale_runs_from_partial_to_filled_with_the_lesions_share():
+    occ = torch.tensor([0.0, 0.25, 1.0]).reshape(1, 1, 3, 1, 1)
+    scale = lesion_condition_scale(occ, partial=3.0, filled=1.0)
+    torch.testing.assert_close(scale.flatten(), torch.tensor([3.0, 2.5, 1.0]))
+    same = lesion_condition_scale(occ, partial=2.0, filled=2.0)
+    assert same == 2.0 and not isinstance(same, torch.Tensor)  # one scale: the number itself

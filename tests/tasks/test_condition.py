@@ -36,7 +36,11 @@ def test_from_noise_the_brain_is_guided_by_the_generation_scale_not_the_edit_sca
         return generate(pipe, 1, replace(base, **scales), seed=3, healthy=True)[0].image.data
 
     plain = brain()
-    edit_scales = {"condition_scale_heal": 5.0, "condition_scale_lesion": 5.0}
+    edit_scales = {
+        "condition_scale_heal": 5.0,
+        "condition_scale_lesion": 5.0,
+        "condition_scale_lesion_filled": 0.5,
+    }
     assert np.array_equal(brain(**edit_scales), plain)
     assert not np.allclose(brain(generation_condition_scale=5.0), plain)
     assert np.array_equal(healthy(**edit_scales), healthy())

@@ -302,9 +302,40 @@ def test_heal_and_insertion_each_guide_with_their_own_condition_scale(
     healthy, mask = phantom_brain(), lesion_mask(**LESION)
     image = Volume(healthy, np.diag([2.0, 2.0, 2.0, 1.0]))
     scan = Scan.load(image, pipe.config.space, Volume(mask, image.affine))
-    sampling = replace(pipe.config.sampling, condition_scale_heal=2.5, condition_scale_lesion=1.5)
+    sampling = replace(
+        pipe.config.sampling,
+        condition_scale_heal=2.5,
+        condition_scale_lesion=1.5,
+        condition_scale_lesion_filled=1.5,
+    )
     (heal if task == "heal" else lesion)(pipe, scan, sampling)
     assert scales == [2.5 if task == "heal" else 1.5]
+
+
+def test_insertion_guides_by_the_lesions_share_of_each_latent_voxel(pipeline_dir, monkeypatch):
+    pipe = Pipeline.from_pretrained(pipeline_dir)
+    seen = []
+
+    def record(net, sampler, condition, start, *args, condition_scale, **kwargs):
+        seen.append(condition_scale)
+        return start
+
+    monkeypatch.setattr(editing, "sample_brain", record)
+    healthy, mask = phantom_brain(), lesion_mask(**LESION)
+    image = Volume(healthy, np.diag([2.0, 2.0, 2.0, 1.0]))
+    scan = Scan.load(image, pipe.config.space, Volume(mask, image.affine))
+    sampling = replace(
+        pipe.config.sampling, condition_scale_lesion=3.0, condition_scale_lesion_filled=1.0
+    )
+    lesion(pipe, scan, sampling)
+    (scale,) = seen
+    f = pipe.config.autoencoder.downsampling
+    occupancy = torch.nn.functional.avg_pool3d(
+        torch.as_tensor(scan.lesion, dtype=torch.float32)[None, None], f
+    )
+    assert scale.shape == occupancy.shape
+    torch.testing.assert_close(scale, 3.0 - 2.0 * occupancy)
+    assert scale.max() == 3.0 and scale.min() < 3.0  # partial outside the lesion, lower inside
 
 
 @pytest.mark.parametrize("task", ["heal", "lesion"])

@@ -278,6 +278,12 @@ class SamplingConfig:
     # model can turn it into a void in another (the presets' comments give the measurements).
     condition_scale_heal: float = 1.0
     condition_scale_lesion: float = 1.0
+    # Insertion's scale where the lesion fills a latent voxel; condition_scale_lesion is the one
+    # where it covers little of it (and outside the lesion), linear in the lesion's share in
+    # between: a lesion smaller than a latent voxel needs a stronger pull to be drawn at all, a
+    # large one drawn with that pull overshoots into a void. Equal to condition_scale_lesion:
+    # one scale everywhere.
+    condition_scale_lesion_filled: float = 1.0
     # The same guidance for brains sampled from pure noise (condition, healthy generation). An
     # edit starts from the input's anatomy; from noise a strong scale pulls the whole brain,
     # not just the lesion, away from the data.

@@ -99,12 +99,13 @@ def sample_brain(
     generator: torch.Generator,
     hooks: Sequence[Hook] = (),
     progress: bool = False,
-    condition_scale: float = 1.0,
+    condition_scale: float | torch.Tensor = 1.0,
 ) -> torch.Tensor:
     """Denoise the brain latent ``start`` (noisy at ``timesteps[0]``) to a clean estimate, the
     brain model conditioned on the mask latent ``condition`` (or on ``condition(x_t, t)``) at
-    every step (classifier-free guided with ``condition_scale``), each step's output passed
-    through ``hooks`` in order (:mod:`usbrain.diffusion.guidance`).
+    every step (classifier-free guided with ``condition_scale``, a number or a weight per latent
+    voxel), each step's output passed through ``hooks`` in order
+    (:mod:`usbrain.diffusion.guidance`).
 
     Returns the last step's (guided) estimate of the clean latent.
     """

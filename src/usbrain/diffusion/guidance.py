@@ -47,18 +47,49 @@ def classifier_free_eps(
     x: torch.Tensor,
     t: torch.Tensor,
     condition: torch.Tensor,
-    scale: float,
+    scale: float | torch.Tensor,
 ) -> torch.Tensor:
     """The brain model's ε̂ under classifier-free guidance of weight ``scale`` on the mask
     ``condition`` (1: the plain conditioned prediction); the conditioned and the zero-condition
-    passes run as one batch of 2B."""
-    if scale == 1.0:
+    passes run as one batch of 2B. ``scale`` is a number or a weight per latent voxel
+    (B, 1, d, h, w), e.g. :func:`lesion_condition_scale`'s."""
+    if not isinstance(scale, torch.Tensor) and scale == 1.0:
         return predictor.eps_brain(x, t, condition)
     both = predictor.eps_brain(
         torch.cat([x, x]), torch.cat([t, t]), torch.cat([condition, torch.zeros_like(condition)])
     )
     conditioned, unconditioned = both.chunk(2)
     return unconditioned + scale * (conditioned - unconditioned)
+
+
+def lesion_occupancy(mask: torch.Tensor, f: int) -> torch.Tensor:
+    """The share of each latent voxel that the lesion fills: ``mask`` (B, 1, D, H, W) in
+    {0, 1}, D, H, W multiples of the autoencoder's downsampling ``f``, averaged over each
+    f³ block → (B, 1, D/f, H/f, W/f) in [0, 1].
+
+    >>> m = torch.zeros(1, 1, 4, 4, 4); m[..., :2, :2, :2] = 1; m[..., 2, 2, 2] = 1
+    >>> lesion_occupancy(m, 2).flatten().tolist()
+    [1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.125]
+    """
+    return F.avg_pool3d(mask.float(), f, stride=f)
+
+
+def lesion_condition_scale(
+    occupancy: torch.Tensor, partial: float, filled: float
+) -> float | torch.Tensor:
+    """Insertion's classifier-free guidance weight per latent voxel, linear in the lesion's
+    ``occupancy`` of it (B, 1, d, h, w in [0, 1]): ``partial`` where the lesion covers little
+    of the voxel (and outside it), ``filled`` where it fills it. A lesion smaller than a latent
+    voxel (a lacune, a thin white-matter lesion) needs the stronger pull to be drawn at all; a
+    large one drawn with it overshoots into a void (docs/method.md §5). Equal weights give the
+    number itself, the one-weight guidance.
+
+    >>> lesion_condition_scale(torch.tensor([0.0, 0.5, 1.0]), 3.0, 1.5).tolist()
+    [3.0, 2.25, 1.5]
+    """
+    if partial == filled:
+        return partial
+    return partial + (filled - partial) * occupancy
 
 
 def acg_strength(t: int, horizon: int, alpha0: float, decay: float) -> float:

@@ -31,6 +31,8 @@ from usbrain.diffusion.guidance import (
     EditContext,
     HookBuilder,
     alpha0_in_latent_units,
+    lesion_condition_scale,
+    lesion_occupancy,
     pooled_lesion_map,
     soft_lesion_map,
 )
@@ -179,6 +181,20 @@ def edit_source(
     return EditSource(region, image_c, lesion_c, empty, ctx, start)
 
 
+def insertion_scale(
+    sampling: SamplingConfig, coder: LatentCoder, lesion_c: np.ndarray
+) -> float | torch.Tensor:
+    """Insertion's classifier-free guidance weight for the model-space lesion ``lesion_c``
+    (D, H, W {0, 1} of the edited region): a number, or (1, 1, d, h, w) per latent voxel from
+    the lesion's share of each (``sampling.condition_scale_lesion`` where it covers little,
+    ``condition_scale_lesion_filled`` where it fills the voxel)."""
+    partial, filled = sampling.condition_scale_lesion, sampling.condition_scale_lesion_filled
+    if partial == filled:
+        return partial
+    mask = torch.as_tensor(lesion_c, dtype=torch.float32, device=coder.device)[None, None]
+    return lesion_condition_scale(lesion_occupancy(mask, coder.downsampling), partial, filled)
+
+
 def denoise(
     pipe: Pipeline,
     sampling: SamplingConfig,
@@ -187,13 +203,13 @@ def denoise(
     source: EditSource,
     gen: torch.Generator,
     hooks: HookBuilder,
-    condition_scale: float,
+    condition_scale: float | torch.Tensor,
     progress: bool = False,
 ) -> torch.Tensor:
     """The edited latent: ``source.start`` denoised over ``sampler.timesteps`` by the brain
     chain conditioned on the mask latent ``condition`` (clamped as in training; classifier-free
-    guided with ``condition_scale``), the ``hooks`` built from ``source.context`` after every
-    step."""
+    guided with ``condition_scale``, a number or a weight per latent voxel), the ``hooks`` built
+    from ``source.context`` after every step."""
     return sample_brain(
         pipe.predictor(sampling),
         sampler,

@@ -74,7 +74,7 @@ def lesion(
         )
         # 3. Denoise conditioned on the lesion it inserts, ACG + LCG after every step.
         lesion_latent = coder.encode(src.lesion)
-        scale = sampling.condition_scale_lesion
+        scale = editing.insertion_scale(sampling, coder, src.lesion)
         x_edit = editing.denoise(
             pipe, sampling, sampler, lesion_latent, src, sample_gen, hooks, scale, progress
         )
