@@ -287,11 +287,9 @@ def test_large_lesion_insertion_runs_in_a_crop_with_a_mask_or_a_proposal(monkeyp
     assert not np.array_equal(result.image.data, image.data)
 
 
-@pytest.mark.parametrize("task", ["heal", "lesion"])
-def test_heal_and_insertion_each_guide_with_their_own_condition_scale(
-    task, pipeline_dir, monkeypatch
-):
-    pipe = Pipeline.from_pretrained(pipeline_dir)
+def guidance_scales(pipe, task, monkeypatch, **sampling) -> tuple[Scan, list]:
+    """The phantom's scan and the classifier-free guidance scales ``task`` (heal or lesion)
+    passes to the brain chain under ``sampling`` (the chain itself skipped)."""
     scales = []
 
     def record(net, sampler, condition, start, *args, condition_scale, **kwargs):
@@ -302,33 +300,25 @@ def test_heal_and_insertion_each_guide_with_their_own_condition_scale(
     healthy, mask = phantom_brain(), lesion_mask(**LESION)
     image = Volume(healthy, np.diag([2.0, 2.0, 2.0, 1.0]))
     scan = Scan.load(image, pipe.config.space, Volume(mask, image.affine))
-    sampling = replace(
-        pipe.config.sampling,
-        condition_scale_heal=2.5,
-        condition_scale_lesion=1.5,
-        condition_scale_lesion_filled=1.5,
-    )
-    (heal if task == "heal" else lesion)(pipe, scan, sampling)
+    (heal if task == "heal" else lesion)(pipe, scan, replace(pipe.config.sampling, **sampling))
+    return scan, scales
+
+
+@pytest.mark.parametrize("task", ["heal", "lesion"])
+def test_heal_and_insertion_each_guide_with_their_own_condition_scale(
+    task, pipeline_dir, monkeypatch
+):
+    pipe = Pipeline.from_pretrained(pipeline_dir)
+    one_scale = {"condition_scale_lesion": 1.5, "condition_scale_lesion_filled": 1.5}
+    _, scales = guidance_scales(pipe, task, monkeypatch, condition_scale_heal=2.5, **one_scale)
     assert scales == [2.5 if task == "heal" else 1.5]
 
 
 def test_insertion_guides_by_the_lesions_share_of_each_latent_voxel(pipeline_dir, monkeypatch):
     pipe = Pipeline.from_pretrained(pipeline_dir)
-    seen = []
-
-    def record(net, sampler, condition, start, *args, condition_scale, **kwargs):
-        seen.append(condition_scale)
-        return start
-
-    monkeypatch.setattr(editing, "sample_brain", record)
-    healthy, mask = phantom_brain(), lesion_mask(**LESION)
-    image = Volume(healthy, np.diag([2.0, 2.0, 2.0, 1.0]))
-    scan = Scan.load(image, pipe.config.space, Volume(mask, image.affine))
-    sampling = replace(
-        pipe.config.sampling, condition_scale_lesion=3.0, condition_scale_lesion_filled=1.0
+    scan, (scale,) = guidance_scales(
+        pipe, "lesion", monkeypatch, condition_scale_lesion=3.0, condition_scale_lesion_filled=1.0
     )
-    lesion(pipe, scan, sampling)
-    (scale,) = seen
     f = pipe.config.autoencoder.downsampling
     occupancy = torch.nn.functional.avg_pool3d(
         torch.as_tensor(scan.lesion, dtype=torch.float32)[None, None], f
