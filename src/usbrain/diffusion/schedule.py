@@ -70,14 +70,6 @@ def x0_from_eps(
     return (zt - (1.0 - ab).sqrt() * eps) / ab.sqrt()
 
 
-def eps_from_x0(
-    schedule: NoiseSchedule, zt: torch.Tensor, t: torch.Tensor, x0: torch.Tensor
-) -> torch.Tensor:
-    """The noise that takes ``x0`` to ``zt`` at step ``t`` (inverse of :func:`x0_from_eps`)."""
-    ab = extract(schedule.alphas_cumprod, t, zt.shape)
-    return (zt - ab.sqrt() * x0) / (1.0 - ab).sqrt()
-
-
 def v_target(
     schedule: NoiseSchedule, z0: torch.Tensor, t: torch.Tensor, eps: torch.Tensor
 ) -> torch.Tensor:
