@@ -13,6 +13,10 @@ generated brains, in model space, against the ``--split`` scans (``distribution`
 
 Writes ``<out>/condition/seed-<S>.json`` (a seed already there is not run again), which
 ``bench/by_kind.py`` splits by lesion kind, and prints the medians over scans per seed.
+
+``--set KEY=VALUE`` (repeatable) changes a sampling setting as ``usbrain condition --set``
+does, to choose it on ``--split val`` into its own ``--out``, e.g.
+``--set generation_condition_scale=2``.
 """
 
 from __future__ import annotations
@@ -21,12 +25,13 @@ import argparse
 import json
 from pathlib import Path
 
+from usbrain.config import load_config
 from usbrain.evaluate.benchmark import read_cases, read_scans, summarise
 from usbrain.evaluate.generation import conditional_scores, model_space_images
 from usbrain.evaluate.report import feature_network
 from usbrain.evaluate.tasks import condition_scores
 from usbrain.files import atomic_file
-from usbrain.pipeline import Pipeline
+from usbrain.pipeline import Pipeline, pipeline_folder
 from usbrain.tasks.condition import condition
 
 
@@ -40,8 +45,12 @@ def main() -> None:
     parser.add_argument("--features", default="none", help="as usbrain benchmark (default none)")
     parser.add_argument("--feature-size", type=int, default=128)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     args = parser.parse_args()
     pipe = Pipeline.from_pretrained(args.checkpoint, args.device)
+    config = pipeline_folder(args.checkpoint) / "config.yaml"
+    overrides = [f"sampling.{item}" for item in args.set]
+    sampling = load_config(path=config, overrides=overrides).sampling
     cases = read_cases(args.data, args.split)
     network = feature_network(args.features, args.feature_size)
     real = None if network is None else model_space_images(pipe, read_scans(args.data, args.split))
@@ -50,7 +59,7 @@ def main() -> None:
         if not path.is_file():
             rows, brains = [], []
             for case in cases:
-                (result,) = condition(pipe, case.mask, 1, pipe.config.sampling, seed)
+                (result,) = condition(pipe, case.mask, 1, sampling, seed)
                 brains.append(result.image)
                 scores = condition_scores(result.image.data, case.mask.data, case.sick.data)
                 rows.append(
