@@ -188,11 +188,12 @@ def insertion_scale(
     (D, H, W {0, 1} of the edited region): a number, or (1, 1, d, h, w) per latent voxel from
     the lesion's share of each (``sampling.condition_scale_lesion`` where it covers little,
     ``condition_scale_lesion_filled`` where it fills the voxel)."""
-    partial, filled = sampling.condition_scale_lesion, sampling.condition_scale_lesion_filled
-    if partial == filled:
-        return partial
     mask = torch.as_tensor(lesion_c, dtype=torch.float32, device=coder.device)[None, None]
-    return lesion_condition_scale(lesion_occupancy(mask, coder.downsampling), partial, filled)
+    return lesion_condition_scale(
+        lesion_occupancy(mask, coder.downsampling),
+        sampling.condition_scale_lesion,
+        sampling.condition_scale_lesion_filled,
+    )
 
 
 def denoise(
