@@ -42,8 +42,8 @@ ROWS = (
     (("lesion_fraction",), "generated pairs with a lesion", 2),
     (("lesion_in_brain_median",), "lesion voxels inside the generated brain", 3),
     (("memorisation", "closer_than_held_out"), "samples nearer a training scan than any unseen", 2),
-    (("memorisation", "generated_to_train"), "distance to nearest training scan, generated", 1),
-    (("memorisation", "held_out_to_train"), "distance to nearest training scan, held-out", 1),
+    (("memorisation", "generated_to_train"), "distance to nearest training scan, generated", 3),
+    (("memorisation", "held_out_to_train"), "distance to nearest training scan, held-out", 3),
 )
 
 
@@ -63,14 +63,16 @@ def main() -> None:
     network = feature_network(args.features, args.feature_size)
     if network is None:
         parser.error("generation scores need a feature network (--features)")
-    real = model_space_images(pipe, read_scans(args.data, args.split))
-    train = None  # features of the training scans: the same for every seed
-    if args.train_data is not None:
-        scans = model_space_images(pipe, read_scans(args.train_data, "train"))
-        train = extract_features(network, scans)
+    seeds = [int(s) for s in args.seeds.split(",")]
+    paths = {seed: args.out / "generation" / f"seed-{seed}.json" for seed in seeds}
+    if not all(path.is_file() for path in paths.values()):  # the scans only for seeds to run
+        real = model_space_images(pipe, read_scans(args.data, args.split))
+        train = None  # features of the training scans: the same for every seed
+        if args.train_data is not None:
+            scans = model_space_images(pipe, read_scans(args.train_data, "train"))
+            train = extract_features(network, scans)
     per_seed = {}
-    for seed in (int(s) for s in args.seeds.split(",")):
-        path = args.out / "generation" / f"seed-{seed}.json"
+    for seed, path in paths.items():
         if not path.is_file():
             scores = generation_scores(pipe, real, network, seed, train)
             fid = scores["fid"]
