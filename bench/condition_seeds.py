@@ -47,6 +47,8 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     args = parser.parse_args()
+    if args.set and args.split == "test":
+        parser.error("--set chooses a setting: on --split val (the test split is the benchmark's)")
     pipe = Pipeline.from_pretrained(args.checkpoint, args.device)
     config = pipeline_folder(args.checkpoint) / "config.yaml"
     overrides = [f"sampling.{item}" for item in args.set]
