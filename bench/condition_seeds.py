@@ -25,14 +25,14 @@ import argparse
 import json
 from pathlib import Path
 
-from usbrain.config import load_config
 from usbrain.evaluate.benchmark import read_cases, read_scans, summarise
 from usbrain.evaluate.generation import conditional_scores, model_space_images
 from usbrain.evaluate.report import feature_network
 from usbrain.evaluate.tasks import condition_scores
 from usbrain.files import atomic_file
-from usbrain.pipeline import Pipeline, pipeline_folder
+from usbrain.pipeline import pipeline_folder
 from usbrain.tasks.condition import condition
+from usbrain.tasks.run import TaskOptions, load_pipeline
 
 
 def main() -> None:
@@ -49,10 +49,13 @@ def main() -> None:
     args = parser.parse_args()
     if args.set and args.split == "test":
         parser.error("--set chooses a setting: on --split val (the test split is the benchmark's)")
-    pipe = Pipeline.from_pretrained(args.checkpoint, args.device)
-    config = pipeline_folder(args.checkpoint) / "config.yaml"
-    overrides = [f"sampling.{item}" for item in args.set]
-    sampling = load_config(path=config, overrides=overrides).sampling
+    options = TaskOptions(
+        pipeline_folder(args.checkpoint),
+        args.out,
+        device=args.device,
+        sampling_overrides=tuple(args.set),
+    )
+    pipe, sampling = load_pipeline(options)  # the task commands' `--set`, read the same way
     cases = read_cases(args.data, args.split)
     network = feature_network(args.features, args.feature_size)
     real = None if network is None else model_space_images(pipe, read_scans(args.data, args.split))
